@@ -1,0 +1,398 @@
+"""The ``openai`` back-end: any OpenAI-compatible chat server (vLLM, SGLang, OpenAI, ...).
+
+Requests run on asyncio with at most ``max_concurrency`` in flight, so a server stays busy.
+Every completed call is written to the on-disk cache at once; failures are retried by our own
+loop (the client's built-in retries are off) with exponential backoff and full jitter on HTTP
+429/408/5xx, connection errors, timeouts and unreadable responses, honouring ``Retry-After``.
+After ``max_retries`` retries the item fails (``ChatResult.error``) and the run goes on.
+
+A per-run budget (``max_calls`` HTTP calls, ``max_total_tokens`` prompt+completion tokens) stops
+cleanly: calls in flight finish and are cached, items not started get ``error="budget"``. Because
+calls run concurrently, the token budget can be overshot by the calls in flight when it is hit.
+
+Prefill (``ChatRequest.prefill``) is sent as a final assistant message with vLLM's
+``continue_final_message=True, add_generation_prompt=False``; ``Choice.text`` is the continuation
+only, without the prefill. ``ChatRequest.json_schema`` is sent as ``response_format`` json_schema
+when ``structured_output`` is on; if the server rejects that with HTTP 400 the back-end falls back
+to ``json_object`` and then to the schema stated in the prompt, for the rest of its life.
+
+    >>> from clio.llm.scripted_server import ScriptedServer
+    >>> with ScriptedServer() as srv:
+    ...     be = OpenAIBackend("m", base_url=srv.base_url, progress=False)
+    ...     req = ChatRequest(messages=[{"role": "user", "content": "hi"}])
+    ...     [r.text for r in be.generate([req])]
+    ['echo: hi']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import json
+import os
+import random
+import ssl
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from clio.llm.base import ChatRequest, ChatResult, Choice, ToolCall
+from clio.llm.cache import LLMCache
+
+_JSON_MODES = ("json_schema", "json_object", "prompt")
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """Seconds asked for by ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _schema_instruction(schema: dict[str, Any]) -> str:
+    return (
+        "Reply with only a JSON object (no prose, no code fences) that conforms to this JSON "
+        f"schema:\n{json.dumps(schema, ensure_ascii=False)}"
+    )
+
+
+def _with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
+    msgs = [dict(m) for m in messages]
+    if msgs and msgs[0].get("role") == "system" and isinstance(msgs[0].get("content"), str):
+        msgs[0]["content"] = f"{msgs[0]['content']}\n\n{instruction}"
+    else:
+        msgs.insert(0, {"role": "system", "content": instruction})
+    return msgs
+
+
+class _Budget(Exception):
+    pass
+
+
+class OpenAIBackend:
+    """OpenAI-compatible HTTP back-end with bounded concurrency, retries, budget and cache."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 16,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        max_calls: int | None = None,
+        max_total_tokens: int | None = None,
+        cache: LLMCache | str | Path | None = None,
+        structured_output: bool = True,
+        default_max_tokens: int = 512,
+        default_temperature: float = 0.0,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        retry_after_max_s: float = 120.0,
+        progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.api_key = api_key or os.environ.get(api_key_env) or "EMPTY"
+        self.max_concurrency = max(1, int(max_concurrency))
+        self.timeout_s = timeout_s
+        self.max_retries = max(0, int(max_retries))
+        self.max_calls = max_calls
+        self.max_total_tokens = max_total_tokens
+        self.cache = LLMCache(cache) if isinstance(cache, str | Path) else cache
+        self.json_mode = "json_schema" if structured_output else "prompt"
+        self.default_max_tokens = default_max_tokens
+        self.default_temperature = default_temperature
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.retry_after_max_s = retry_after_max_s
+        self.progress = progress
+        self._budget_hit = False
+        self._ssl_context: ssl.SSLContext | None = None
+        self._stats: dict[str, float] = dict.fromkeys(
+            (
+                "calls",
+                "cache_hits",
+                "failures",
+                "retries",
+                "budget_skipped",
+                "prompt_tokens",
+                "completion_tokens",
+                "wall_s",
+            ),
+            0,
+        )
+
+    # ---- public API --------------------------------------------------------------------------
+    def make_request(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatRequest:
+        """A :class:`ChatRequest` with this back-end's configured max_tokens and temperature."""
+        kwargs.setdefault("max_tokens", self.default_max_tokens)
+        kwargs.setdefault("temperature", self.default_temperature)
+        return ChatRequest(messages=messages, **kwargs)
+
+    @property
+    def budget_exhausted(self) -> bool:
+        return self._budget_hit
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": self.name, "model": self.model}
+        out.update({k: (round(v, 3) if k == "wall_s" else int(v)) for k, v in self._stats.items()})
+        out["json_mode"] = self.json_mode
+        return out
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+    def generate(self, requests: list[ChatRequest], desc: str = "llm") -> list[ChatResult]:
+        """Run every request; results in request order (synchronous, shows a progress bar)."""
+        coro = self.agenerate(requests, desc=desc)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        # Called from inside a running event loop: run ours on a separate thread.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, coro).result()
+
+    async def agenerate(self, requests: list[ChatRequest], desc: str = "llm") -> list[ChatResult]:
+        """The asynchronous form of :meth:`generate`."""
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        results: list[ChatResult | None] = [None] * len(requests)
+        keys = [r.cache_key(self.name, self.model) for r in requests]
+        hits = self.cache.get_many(keys) if self.cache is not None else {}
+        groups: dict[str, list[int]] = {}
+        for i, (req, key) in enumerate(zip(requests, keys, strict=True)):
+            if key in hits:
+                results[i] = replace(hits[key], tag=req.tag)
+                self._stats["cache_hits"] += 1
+            else:
+                groups.setdefault(key, []).append(i)
+        bar = tqdm(
+            total=len(requests),
+            initial=len(requests) - sum(len(v) for v in groups.values()),
+            desc=desc,
+            unit="req",
+            disable=not self.progress or not requests,
+            leave=False,
+        )
+        try:
+            if groups:
+                await self._run_groups(requests, groups, results, bar)
+        finally:
+            bar.close()
+            self._stats["wall_s"] += time.perf_counter() - t0
+        out = [r if r is not None else ChatResult(error="not run") for r in results]
+        for r in out:
+            if r.error == "budget":
+                self._stats["budget_skipped"] += 1
+            elif r.error is not None:
+                self._stats["failures"] += 1
+        return out
+
+    # ---- internals ---------------------------------------------------------------------------
+    async def _run_groups(
+        self,
+        requests: list[ChatRequest],
+        groups: dict[str, list[int]],
+        results: list[ChatResult | None],
+        bar: Any,
+    ) -> None:
+        import httpx
+        from openai import AsyncOpenAI
+
+        # One small client per worker: httpx's connection pool scans all its connections on every
+        # request, which costs more than the request itself at high concurrency.
+        n_workers = min(self.max_concurrency, len(groups))
+        if self._ssl_context is None:  # loading the CA bundle is slow: once per back-end
+            self._ssl_context = ssl.create_default_context()
+        clients = [
+            AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                max_retries=0,
+                timeout=self.timeout_s,
+                http_client=httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
+                    timeout=httpx.Timeout(self.timeout_s),
+                    verify=self._ssl_context,
+                ),
+            )
+            for _ in range(n_workers)
+        ]
+        todo = iter(groups.items())
+
+        async def worker(client: AsyncOpenAI) -> None:
+            for key, idxs in todo:
+                req = requests[idxs[0]]
+                res = await self._call(client, req)
+                if res.ok and self.cache is not None:
+                    self.cache.put(key, res)
+                for i in idxs:
+                    results[i] = replace(res, tag=requests[i].tag)
+                bar.update(len(idxs))
+
+        try:
+            await asyncio.gather(*(worker(c) for c in clients))
+        finally:
+            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+    def _budget_left(self) -> bool:
+        if self._budget_hit:
+            return False
+        s = self._stats
+        if self.max_calls is not None and s["calls"] >= self.max_calls:
+            self._budget_hit = True
+        used = s["prompt_tokens"] + s["completion_tokens"]
+        if self.max_total_tokens is not None and used >= self.max_total_tokens:
+            self._budget_hit = True
+        return not self._budget_hit
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        delay = random.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry_after_max_s))
+        return delay
+
+    def _kwargs(self, req: ChatRequest, json_mode: str) -> dict[str, Any]:
+        messages = [dict(m) for m in req.messages]
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+        }
+        if req.n != 1:
+            kw["n"] = req.n
+        if req.seed is not None:
+            kw["seed"] = req.seed
+        if req.tools:
+            kw["tools"] = req.tools
+        if req.top_logprobs is not None:
+            kw["logprobs"] = True
+            kw["top_logprobs"] = req.top_logprobs
+        if req.json_schema is not None:
+            if json_mode == "json_schema":
+                kw["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": req.schema_name, "schema": req.json_schema},
+                }
+            else:
+                messages = _with_instruction(messages, _schema_instruction(req.json_schema))
+                if json_mode == "json_object":
+                    kw["response_format"] = {"type": "json_object"}
+        if req.prefill is not None:
+            messages.append({"role": "assistant", "content": req.prefill})
+            kw["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+        kw["messages"] = messages
+        return kw
+
+    async def _call(self, client: Any, req: ChatRequest) -> ChatResult:
+        import openai
+
+        attempt = 0
+        while True:
+            if not self._budget_left():
+                return ChatResult(error="budget")
+            json_mode = self.json_mode
+            self._stats["calls"] += 1
+            retry_after: float | None = None
+            try:
+                resp = await client.chat.completions.create(**self._kwargs(req, json_mode))
+                result = self._parse(resp)
+            except openai.BadRequestError as exc:
+                if req.json_schema is not None and json_mode != "prompt":
+                    # The server cannot do this structured-output mode: step down and resend.
+                    if self.json_mode == json_mode:
+                        self.json_mode = _JSON_MODES[_JSON_MODES.index(json_mode) + 1]
+                    continue
+                return ChatResult(error=f"http 400: {_short(exc)}")
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if status != 429 and status != 408 and status < 500:
+                    return ChatResult(error=f"http {status}: {_short(exc)}")
+                err = f"http {status}"
+                retry_after = _retry_after_s(getattr(exc.response, "headers", None))
+            except openai.APITimeoutError:
+                err = "timeout"
+            except openai.APIConnectionError:
+                err = "connection error"
+            except Exception as exc:  # unreadable body, missing fields...
+                err = f"bad response ({type(exc).__name__})"
+            else:
+                self._stats["prompt_tokens"] += result.prompt_tokens
+                self._stats["completion_tokens"] += result.completion_tokens
+                return result
+            if attempt >= self.max_retries:
+                return ChatResult(error=f"{err} after {attempt + 1} attempts")
+            self._stats["retries"] += 1
+            await asyncio.sleep(self._backoff(attempt, retry_after))
+            attempt += 1
+
+    @staticmethod
+    def _parse(resp: Any) -> ChatResult:
+        if not getattr(resp, "choices", None):
+            raise ValueError("response has no choices")
+        choices = []
+        for ch in resp.choices:
+            msg = ch.message
+            calls = [
+                ToolCall(name=tc.function.name, arguments=tc.function.arguments or "{}")
+                for tc in (msg.tool_calls or [])
+                if getattr(tc, "function", None) is not None
+            ]
+            choice = Choice(
+                text=msg.content or "", tool_calls=calls, finish_reason=ch.finish_reason
+            )
+            content = getattr(ch.logprobs, "content", None) if ch.logprobs is not None else None
+            if content is not None:
+                choice.top_logprobs = []
+                choice.tokens = []
+                choice.token_logprobs = []
+                for entry in content:
+                    alts = {t.token: float(t.logprob) for t in (entry.top_logprobs or [])}
+                    alts.setdefault(entry.token, float(entry.logprob))
+                    choice.top_logprobs.append(alts)
+                    choice.tokens.append(entry.token)
+                    choice.token_logprobs.append(float(entry.logprob))
+            choices.append(choice)
+        usage = resp.usage
+        return ChatResult(
+            choices=choices,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        )
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    body = getattr(exc, "body", None)
+    msg = body.get("message") if isinstance(body, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        msg = body["error"].get("message")
+    text = str(msg or exc).replace("\n", " ")
+    return text[:limit]
