@@ -42,7 +42,9 @@ Behaviours a :class:`Reply` can script:
   response); malformed or truncated *content* is just ``Reply(text='{"label": "ab')``.
 * ``finish_reason``, ``prompt_tokens``, ``completion_tokens`` override the computed values.
 
-``ScriptedServer(supports_json_schema=False)`` answers ``response_format: json_schema`` with HTTP
+``ScriptedServer(supports_logprobs=False)`` ignores ``logprobs`` (``"logprobs": null``), like
+servers and APIs without them. ``ScriptedServer(supports_json_schema=False)`` answers
+``response_format: json_schema`` with HTTP
 400 like servers without structured output. A prefill request (``continue_final_message: true``)
 must end with an assistant message and set ``add_generation_prompt: false`` or it gets a 400, as
 on vLLM; the reply is the continuation only.
@@ -173,12 +175,14 @@ class ScriptedServer:
         latency_ms: float = 0.0,
         model: str = "scripted-model",
         supports_json_schema: bool = True,
+        supports_logprobs: bool = True,
         port: int = 0,
     ) -> None:
         self.handler = handler
         self.latency_ms = latency_ms
         self.model = model
         self.supports_json_schema = supports_json_schema
+        self.supports_logprobs = supports_logprobs
         self.port = port
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -208,6 +212,13 @@ class ScriptedServer:
         self.requests.clear()
         self._queue.clear()
         self.max_in_flight = self.in_flight
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until no chat request is being handled (e.g. one the client gave up on)."""
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.in_flight == 0
 
     @property
     def base_url(self) -> str:
@@ -430,7 +441,7 @@ class ScriptedServer:
             texts = [""] * n
         else:
             texts = ["echo: " + last_user_message(body)] * n
-        want_lp = bool(body.get("logprobs"))
+        want_lp = bool(body.get("logprobs")) and self.supports_logprobs
         k = int(body.get("top_logprobs") or 0)
         choices = []
         completion_tokens = 0

@@ -1,0 +1,147 @@
+"""``bailclio detect``: find where a model bails, producing the input of ``bailclio run``.
+
+    bailclio detect data/wildchat_1880.jsonl --model Qwen/Qwen2.5-7B-Instruct \\
+        --llm openai --base-url http://127.0.0.1:8000/v1 --methods prompt,string,tool --journal
+
+Writes ``DIR/detections.parquet`` (one row per conversation, turn, method and prompt order),
+``DIR/bails.parquet`` (one row per bailed conversation turn, the transcript cut after the reply
+the model bailed after: ``bailclio run DIR/bails.parquet`` clusters it), ``DIR/summary.json`` and
+``DIR/rejects.jsonl``; prints bail rates with 95% Wilson intervals. See
+:mod:`clio.detect.runner` for the call model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from clio.errors import UserError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "detect",
+        help="find where a model bails (bail prompt, bail string, bail tool)",
+        description=(
+            "Measure where a model chooses to leave conversations with the study's three "
+            "methods, and write the bailed conversations for `bailclio run`."
+        ),
+    )
+    p.add_argument("input", help="conversations (.jsonl/.json/.parquet/.csv/.tsv)")
+    p.add_argument("--model", help="the model under test (default: llm.model of --config)")
+    p.add_argument("--llm", choices=("openai", "vllm"), help="back-end (default: openai)")
+    p.add_argument("--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument(
+        "--methods",
+        default="prompt,string,tool",
+        help="comma list of prompt, string, tool (default: all three)",
+    )
+    p.add_argument("--turns", choices=("last", "all"), default="last", help="turns to score")
+    p.add_argument(
+        "--replies",
+        choices=("regenerate", "keep"),
+        default="regenerate",
+        help="the model writes its own replies (default) or the existing ones are kept",
+    )
+    p.add_argument(
+        "--samples", type=int, default=10, help="samples per prompt order without logprobs"
+    )
+    p.add_argument(
+        "--scoring",
+        choices=("auto", "logprobs", "samples"),
+        default="auto",
+        help="prompt-method scoring (auto: logprobs where the server returns them)",
+    )
+    p.add_argument("--threshold", type=float, default=0.5, help="bail when P(bail) > this")
+    p.add_argument("--out", help="output directory (default: detect-<input stem>)")
+    p.add_argument("--config", help="TOML configuration (llm and input sections are used)")
+    p.add_argument("--max-concurrency", type=int, help="requests in flight (llm.max_concurrency)")
+    p.add_argument("--max-calls", type=int, help="stop after this many calls (llm.max_calls)")
+    p.add_argument("--model-label", help="the model's own name in the protocol texts ({model})")
+    p.add_argument("--journal", action="store_true", help="generate journals for prompt bails")
+    p.add_argument(
+        "--flag-false-bails",
+        action="store_true",
+        help="flag the two known false-bail patterns on bails.parquet with an LLM judge",
+    )
+    p.add_argument("--judge-model", help="model for --flag-false-bails (default: --model)")
+    p.add_argument("--text-column", help="input column holding the text or conversation")
+    p.add_argument("--id-column", help="input column holding the conversation id")
+    p.add_argument("--limit", type=int, help="read at most this many input rows")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from clio.config import ConfigError, load_config
+    from clio.detect.runner import DetectOptions, rates_table, run_detect
+
+    src = Path(args.input)
+    if not src.exists():
+        raise UserError(f"{src}: no such file")
+    overrides: dict[str, Any] = {
+        "llm.backend": args.llm,
+        "llm.base_url": args.base_url,
+        "llm.model": args.model,
+        "llm.max_concurrency": args.max_concurrency,
+        "llm.max_calls": args.max_calls,
+        "input.text_column": args.text_column,
+        "input.id_column": args.id_column,
+        "input.limit": args.limit,
+    }
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
+    if config.llm.backend == "none":
+        config = config.model_copy(
+            update={"llm": config.llm.model_copy(update={"backend": "openai"})}
+        )
+    if not config.llm.model:
+        raise UserError("--model is required (the model under test)")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    options = DetectOptions(
+        model=config.llm.model,
+        methods=methods,
+        turns=args.turns,
+        replies=args.replies,
+        samples=args.samples,
+        threshold=args.threshold,
+        model_label=args.model_label,
+        journal=args.journal,
+        flag_false_bails=args.flag_false_bails,
+        scoring=args.scoring,
+        reply_max_tokens=config.llm.max_tokens,
+        reply_temperature=config.llm.temperature,
+        seed=config.seed,
+    )
+    out = Path(args.out) if args.out else Path(f"detect-{src.stem}")
+    summary = run_detect(
+        src,
+        out,
+        config,
+        options,
+        judge_model=args.judge_model,
+        progress=not args.no_progress,
+    )
+    print(rates_table(summary["rates"]))
+    counts = summary["counts"]
+    calls = summary["calls"]
+    print(
+        f"\n{counts['scored_turns']} scored turns in {counts['conversations']} conversations, "
+        f"{counts['bails']} bailed turns, {counts['detection_errors']} failed rows, "
+        f"{counts['rejected']} rejected input rows; {calls['requests']} requests "
+        f"({calls['backend'].get('calls', 0)} HTTP calls, "
+        f"{calls['backend'].get('cache_hits', 0)} from cache), "
+        f"{summary['tokens']['prompt'] + summary['tokens']['completion']} tokens, "
+        f"{summary['timings']['total_s']:.1f}s"
+    )
+    if summary.get("false_bails"):
+        fb = summary["false_bails"]
+        print(f"false bails flagged: {fb['false_bails']} of {fb['judged']}")
+    if summary.get("budget_exhausted"):
+        print("budget exhausted: rows not run are marked error='budget'", file=sys.stderr)
+    print(f"wrote {out}/detections.parquet, {out}/bails.parquet, {out}/summary.json")
+    return 0
