@@ -47,7 +47,8 @@ servers and APIs without them. ``ScriptedServer(supports_json_schema=False)`` an
 ``response_format: json_schema`` with HTTP
 400 like servers without structured output. A prefill request (``continue_final_message: true``)
 must end with an assistant message and set ``add_generation_prompt: false`` or it gets a 400, as
-on vLLM; the reply is the continuation only.
+on vLLM; the reply is the continuation only. Such invalid requests are answered with 400 before
+the queue or the handler is consulted (they are still recorded in ``requests``).
 
 Run standalone (a separate process, e.g. for benchmarks)::
 
@@ -358,6 +359,9 @@ class ScriptedServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            problem = self._validate(body)
+            if problem:  # rejected up front, like a real server; the script is not consulted
+                return await self._send(writer, 400, _error(problem, 400))
             reply = self._choose(body)
             delay = (self.latency_ms + reply.delay_ms) / 1000.0
             if delay > 0:
@@ -379,9 +383,6 @@ class ScriptedServer:
                     headers,
                     truncate=reply.truncate,
                 )
-            problem = self._validate(body)
-            if problem:
-                return await self._send(writer, 400, _error(problem, 400))
             return await self._send(
                 writer, 200, self._completion(body, reply), truncate=reply.truncate
             )
