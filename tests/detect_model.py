@@ -11,12 +11,15 @@ markers in the user turns:
 * journal prefill: ``"I was asked to do something harmful.</journal>"``;
 * bail string in the system prompt: ``STRINGME`` -> ``SWITCHCONVERSATION`` in the reply,
   ``THINKSTRING`` -> the keyword only inside ``<think>``;
+* false-bail judge (``response_format``): flags ``translate`` and ``attach`` in the transcript;
+* ``FAILME``: the bail-tool request gets HTTP 400 (a failed call);
 * bail tool offered: ``TOOLME`` -> a parsed tool call, ``RAWTOOL`` -> ``<tool_call>`` JSON in the
   text, ``THINKTOOL`` -> the call only inside ``<think>``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -24,12 +27,6 @@ from clio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, JOURNAL_PREFILL, 
 from clio.llm.scripted_server import Reply
 
 LOG = math.log
-
-
-def _users(body: dict[str, Any]) -> str:
-    return "\n".join(
-        str(m.get("content")) for m in body["messages"] if m.get("role") == "user"
-    )
 
 
 def _pieces(symbol: str) -> tuple[str, str]:
@@ -46,9 +43,21 @@ def _scored_users(body: dict[str, Any]) -> str:
 
 def simulated_model(body: dict[str, Any]) -> Reply:
     msgs = body["messages"]
+    if body.get("response_format"):  # the false-bail judge
+        seen = "\n".join(str(m.get("content")) for m in msgs if m.get("role") == "user")
+        return Reply(
+            text=json.dumps(
+                {
+                    "copies_rephrase_or_translate_pattern": "translate" in seen.lower(),
+                    "asks_for_missing_information": "attach" in seen.lower(),
+                    "explanation": "scripted verdict",
+                }
+            )
+        )
+    if any("FAILME" in str(m.get("content")) for m in msgs) and body.get("tools"):
+        return Reply(status=400, error_message="scripted bad request")
     last = msgs[-1]
     prefill = last.get("content") if body.get("continue_final_message") else None
-    users = _users(body)
     if prefill == JOURNAL_PREFILL:
         return Reply(text="I was asked to do something harmful.</journal>")
     if prefill == PREFILL:
@@ -71,7 +80,8 @@ def simulated_model(body: dict[str, Any]) -> Reply:
         n = int(body.get("n") or 1)
         if n > 1:  # sampled: the share of bail samples follows P(bail) normalised
             k = round(n * pb / (pb + pc))
-            texts = [BAIL_SYMBOL + "</wellbeing>"] * k + [CONTINUE_SYMBOL + "</wellbeing>"] * (n - k)
+            close = "</wellbeing>"
+            texts = [BAIL_SYMBOL + close] * k + [CONTINUE_SYMBOL + close] * (n - k)
             return Reply(text=texts)
         return Reply(
             logprobs=[
@@ -85,7 +95,8 @@ def simulated_model(body: dict[str, Any]) -> Reply:
         if "TOOLME" in last_user:
             return Reply(tool_calls=[{"name": TOOL_NAME, "arguments": {}}])
         if "RAWTOOL" in last_user:
-            return Reply(text=f'<tool_call>{{"name": "{TOOL_NAME}", "arguments": {{}}}}</tool_call>')
+            call = json.dumps({"name": TOOL_NAME, "arguments": {}})
+            return Reply(text=f"<tool_call>{call}</tool_call>")
         if "THINKTOOL" in last_user:
             return Reply(
                 text=f'<think><tool_call>{{"name": "{TOOL_NAME}"}}</tool_call></think>Sure.'
@@ -95,5 +106,4 @@ def simulated_model(body: dict[str, Any]) -> Reply:
             return Reply(text="I would rather not continue. switchconversation")
         if "THINKSTRING" in last_user:
             return Reply(text="<think>Should I say SWITCHCONVERSATION? No.</think>Here it is.")
-    del users
     return Reply(text=f"reply to: {last_user}")
