@@ -314,3 +314,36 @@ def test_make_backend_follows_the_config(tmp_path: Path, monkeypatch: pytest.Mon
     be.close()
     monkeypatch.delenv("MY_KEY")
     assert make_backend(cfg, tmp_path / "d.sqlite").api_key == "EMPTY"  # type: ignore[union-attr]
+
+
+def test_server_sustains_64_in_flight_at_50ms(server: ScriptedServer) -> None:
+    server.latency_ms = 50
+    be = backend(server, max_concurrency=64)
+    t0 = time.perf_counter()
+    res = be.generate([ask(f"c{i}") for i in range(256)])
+    elapsed = time.perf_counter() - t0
+    assert all(r.ok for r in res)
+    assert server.max_in_flight == 64
+    assert elapsed < 256 * 0.05 / 4  # far from one-at-a-time (12.8 s)
+
+
+def test_generate_works_inside_a_running_event_loop(server: ScriptedServer) -> None:
+    import asyncio
+
+    async def caller() -> list[str]:
+        return [r.text for r in backend(server).generate([ask("from a loop")])]
+
+    assert asyncio.run(caller()) == ["echo: from a loop"]
+
+
+def test_retry_after_forms_are_understood() -> None:
+    from email.utils import formatdate
+
+    from clio.llm.openai_backend import _retry_after_s
+
+    assert _retry_after_s({"retry-after": "2.5"}) == 2.5
+    assert _retry_after_s({"retry-after-ms": "300", "retry-after": "9"}) == 0.3
+    in_5s = _retry_after_s({"retry-after": formatdate(time.time() + 5, usegmt=True)})
+    assert in_5s is not None and 3 < in_5s <= 5
+    assert _retry_after_s({"retry-after": "soon"}) is None
+    assert _retry_after_s({}) is None
