@@ -44,11 +44,11 @@ Behaviours a :class:`Reply` can script:
 
 ``ScriptedServer(supports_logprobs=False)`` ignores ``logprobs`` (``"logprobs": null``), like
 servers and APIs without them. ``ScriptedServer(supports_json_schema=False)`` answers
-``response_format: json_schema`` with HTTP
-400 like servers without structured output. A prefill request (``continue_final_message: true``)
-must end with an assistant message and set ``add_generation_prompt: false`` or it gets a 400, as
-on vLLM; the reply is the continuation only. Such invalid requests are answered with 400 before
-the queue or the handler is consulted (they are still recorded in ``requests``).
+``response_format: json_schema`` with HTTP 400 like servers without structured output. A prefill
+request (``continue_final_message: true``) must end with an assistant message and set
+``add_generation_prompt: false`` or it gets a 400, as on vLLM; the reply is the continuation only.
+Such invalid requests are answered with 400 before the queue or the handler is consulted (they are
+still recorded in ``requests``).
 
 Run standalone (a separate process, e.g. for benchmarks)::
 
