@@ -230,6 +230,14 @@ def test_a_piece_that_names_only_one_symbol_counts_at_the_first_position() -> No
     assert p_bail_from_logprobs(positions) == pytest.approx(0.25)
 
 
+def test_the_generated_token_is_followed_when_the_server_reports_it() -> None:
+    shared, rest = "bytes:\\xf0\\x9f", "bytes:\\x94\\x84"
+    positions = [{shared: LOG(0.4), "Sure": LOG(0.5)}, {rest: LOG(0.9), "x": LOG(0.1)}]
+    assert p_bail_from_logprobs(positions) is None  # "Sure" was the likelier first token
+    assert p_bail_from_logprobs(positions, chosen=[shared, rest]) == pytest.approx(1.0)
+    assert scoring.symbol_masses(positions, [shared, rest])[0] == pytest.approx(0.36)
+
+
 def test_whitespace_before_the_symbol_is_skipped() -> None:
     positions = [
         {"\n": LOG(0.9), "x": LOG(0.1)},

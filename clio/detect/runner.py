@@ -464,7 +464,7 @@ class Detector:
                 ch = res.choices[0]
                 row["response"] = ch.text
                 if ch.top_logprobs:
-                    p = scoring.p_bail_from_logprobs(ch.top_logprobs)
+                    p = scoring.p_bail_from_logprobs(ch.top_logprobs, ch.tokens)
                     if p is None:  # neither symbol among the alternatives: read the greedy text
                         sym = scoring.sampled_symbol(ch.text)
                         p = None if sym is None else float(sym == scoring.BAIL)

@@ -224,9 +224,14 @@ def _labels(prefix: bytes, reading: bytes) -> set[str]:
 
 
 def symbol_masses(
-    positions: Sequence[dict[str, float]] | None, max_depth: int = 6
+    positions: Sequence[dict[str, float]] | None,
+    chosen: Sequence[str] | None = None,
+    max_depth: int = 6,
 ) -> tuple[float, float]:
-    """(P(🔄), P(🟢)) from per-position ``{token: logprob}`` alternatives (see the module rule)."""
+    """(P(🔄), P(🟢)) from per-position ``{token: logprob}`` alternatives (see the module rule).
+
+    ``chosen`` are the generated tokens where the server reports them; otherwise the most
+    probable alternative is taken as generated (scoring requests are greedy)."""
     mass = {BAIL: 0.0, CONTINUE: 0.0}
     if not positions:
         return 0.0, 0.0
@@ -236,6 +241,8 @@ def symbol_masses(
         if not alternatives or depth >= max_depth:
             break
         top = max(alternatives, key=lambda t: alternatives[t])
+        if chosen is not None and depth < len(chosen) and chosen[depth] in alternatives:
+            top = chosen[depth]
         carry: bytes | None = None
         for token, logprob in alternatives.items():
             p = path * math.exp(logprob)
@@ -259,9 +266,11 @@ def symbol_masses(
     return mass[BAIL], mass[CONTINUE]
 
 
-def p_bail_from_logprobs(positions: Sequence[dict[str, float]] | None) -> float | None:
+def p_bail_from_logprobs(
+    positions: Sequence[dict[str, float]] | None, chosen: Sequence[str] | None = None
+) -> float | None:
     """Normalised P(🔄) / (P(🔄) + P(🟢)); None when neither symbol has any mass."""
-    bail, cont = symbol_masses(positions)
+    bail, cont = symbol_masses(positions, chosen)
     total = bail + cont
     return None if total <= 0 else bail / total
 
