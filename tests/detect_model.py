@@ -12,7 +12,8 @@ markers in the user turns:
 * bail string in the system prompt: ``STRINGME`` -> ``SWITCHCONVERSATION`` in the reply,
   ``THINKSTRING`` -> the keyword only inside ``<think>``;
 * false-bail judge (``response_format``): flags ``translate`` and ``attach`` in the transcript;
-* ``FAILME``: the bail-tool request gets HTTP 400 (a failed call);
+* ``FAILME``: the bail-tool request gets HTTP 400 (a failed call); ``FAILREPLY`` in the last
+  user turn: plain replies to it get HTTP 400;
 * bail tool offered: ``TOOLME`` -> a parsed tool call, ``RAWTOOL`` -> ``<tool_call>`` JSON in the
   text, ``THINKTOOL`` -> the call only inside ``<think>``.
 """
@@ -106,4 +107,6 @@ def simulated_model(body: dict[str, Any]) -> Reply:
             return Reply(text="I would rather not continue. switchconversation")
         if "THINKSTRING" in last_user:
             return Reply(text="<think>Should I say SWITCHCONVERSATION? No.</think>Here it is.")
+    if "FAILREPLY" in last_user and not body.get("tools") and "SWITCHCONVERSATION" not in system:
+        return Reply(status=400, error_message="scripted bad request")
     return Reply(text=f"reply to: {last_user}")

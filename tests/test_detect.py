@@ -335,6 +335,25 @@ def test_failed_calls_are_rows_with_an_error_and_left_out_of_rates(full_run: dic
     assert tool["errors"] == 1 and tool["n"] == n_tool_rows - 1
 
 
+def test_a_failed_reply_fails_what_depends_on_it_and_nothing_else(tmp_path: Path) -> None:
+    conv = [
+        {"role": "user", "content": "FAILREPLY first"},
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "second"},
+    ]
+    src = _write_jsonl(tmp_path / "f.jsonl", [{"id": "f", "conversation": conv}])
+    with ScriptedServer(simulated_model) as srv:
+        assert _detect(srv, src, tmp_path / "out", "--turns", "all") == 0
+    det = pl.read_parquet(tmp_path / "out" / "detections.parquet")
+    # turn 1: string and tool do not need the reply to turn 1; the prompt method does
+    assert _row(det, "f", "string", turn=1)["error"] is None
+    assert _row(det, "f", "tool", turn=1)["error"] is None
+    assert _row(det, "f", "prompt", "bail_first", turn=1)["error"].startswith("reply failed")
+    # turn 2: its context would need the failed reply
+    turn2 = det.filter(pl.col("turn") == 2)
+    assert turn2.height == 5 and turn2["error"].str.contains("earlier reply failed: http 400").all()
+
+
 def test_regenerated_replies_replace_other_models_replies(full_run: dict[str, Any]) -> None:
     for body in full_run["bodies"]:
         text = json.dumps(body["messages"])

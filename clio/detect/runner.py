@@ -194,7 +194,8 @@ class _Cell:
     k: int  # 0-based user turn index
     reply_msgs: list[dict[str, str]] | None = None  # the reply the prompt method scores
     reply_raw: str | None = None
-    reply_error: str | None = None
+    context_error: str | None = None  # a reply to an earlier turn failed (regenerate)
+    reply_error: str | None = None  # the reply the prompt method scores failed
 
 
 class Detector:
@@ -214,6 +215,9 @@ class Detector:
         self.timings: dict[str, float] = {}
         self.scoring_mode: str | None = None
         self.journal_failures = 0
+        # --replies keep: replies generated where a scored turn had none (the context keeps the
+        # conversation as it is)
+        self._keep_generated: dict[tuple[str, int], Any] = {}
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -250,7 +254,7 @@ class Detector:
                             missing.append((c, k))
             reqs = [self._reply_request(self._context(c, k, chains[c.cid])) for c, k in missing]
             for (c, k), res in zip(missing, self._gen("reply", reqs), strict=True):
-                chains[c.cid][k] = self._reply_entry(res)
+                self._keep_generated[(c.cid, k)] = self._reply_entry(res)
             return chains
         # regenerate: turn by turn, every conversation's turn k in one batch.
         need = {}
@@ -328,13 +332,22 @@ class Detector:
             for k in c.scored(opt.turns):
                 cell = _Cell(c, k)
                 chain = chains[c.cid]
-                broken = next((e for e in chain[: k + 1] if isinstance(e, str)), None)
+                broken = next((e for e in chain[:k] if isinstance(e, str)), None)
                 if broken is not None:
-                    cell.reply_error = broken
-                elif "prompt" in opt.methods:
-                    cell.reply_msgs = chain[k]
-                    assistant = [m for m in chain[k] if m["role"] == "assistant"]
-                    cell.reply_raw = "\n\n".join(m.get("raw", m["content"]) for m in assistant)
+                    cell.context_error = (
+                        broken if broken.startswith("earlier") else f"earlier {broken}"
+                    )
+                if "prompt" in opt.methods:
+                    entry = self._keep_generated.get((c.cid, k), chain[k] if k < len(chain) else [])
+                    if cell.context_error is not None:
+                        cell.reply_error = cell.context_error
+                    elif isinstance(entry, str):
+                        cell.reply_error = entry
+                    else:
+                        cell.reply_msgs = entry
+                        assistant = [m for m in entry if m["role"] == "assistant"]
+                        raw = "\n\n".join(m.get("raw", m["content"]) for m in assistant)
+                        cell.reply_raw = raw
                 cells.append(cell)
 
         rows: list[dict[str, Any]] = []
@@ -355,10 +368,10 @@ class Detector:
             for method in ("string", "tool"):
                 if method not in opt.methods:
                     continue
-                if cell.reply_error:
+                if cell.context_error:
                     key = (cell.conv.cid, cell.k)
                     by_cell.setdefault(key, {})[method] = add(
-                        cell, method=method, error=cell.reply_error
+                        cell, method=method, error=cell.context_error
                     )
                     continue
                 ctx = self._context(cell.conv, cell.k, chains[cell.conv.cid])
