@@ -1,0 +1,41 @@
+# bailclio: `make demo` and `make test` work offline on a fresh machine (Python 3.11).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch; a GPU user can override, e.g. `make install TORCH_SPEC=torch==2.13.0`
+# with a CUDA index in pip's configuration.
+TORCH_SPEC ?= torch==2.13.0
+PORT ?= 8501
+DEMO_INPUT ?= data/bailbench.csv
+DEMO_RUN ?= runs/demo
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/bailclio run $(DEMO_INPUT) --out $(DEMO_RUN) --force
+	$(BIN)/bailclio show $(DEMO_RUN) --depth 2
+	$(BIN)/bailclio explore $(DEMO_RUN) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/quality.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

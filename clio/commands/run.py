@@ -1,0 +1,63 @@
+"""``bailclio run INPUT``: build a taxonomy from conversations into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from clio.config import ConfigError, load_config
+from clio.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="build a hierarchical taxonomy from conversations",
+        description="Build a hierarchical taxonomy from conversations into a run directory.",
+    )
+    p.add_argument("input", help="input file: .jsonl .json .parquet .csv .tsv")
+    p.add_argument("--out", help="run directory (default: runs/<input>-<time>)")
+    p.add_argument("--config", help="TOML config file (see README: Configuration)")
+    p.add_argument("--text-column", help="column holding the text or the conversation")
+    p.add_argument("--id-column", help="column holding a unique id")
+    p.add_argument("--limit", type=int, help="read at most N input rows")
+    p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument("--embedding-model", help="sentence-transformers model name or local folder")
+    p.add_argument("--min-cluster-size", type=int, help="HDBSCAN min_cluster_size (default from N)")
+    p.add_argument("--n-top", type=int, help="number of top-level categories (default from leaves)")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=main)
+
+
+def config_from_args(args: argparse.Namespace):
+    overrides = {
+        "input.text_column": args.text_column,
+        "input.id_column": args.id_column,
+        "input.limit": args.limit,
+        "seed": args.seed,
+        "embedding.model": args.embedding_model,
+        "cluster.min_cluster_size": args.min_cluster_size,
+        "hierarchy.n_top": args.n_top,
+    }
+    try:
+        return load_config(args.config, overrides)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def main(args: argparse.Namespace) -> int:
+    from clio.pipeline import run
+    from clio.rundir import load_run
+    from clio.tree import print_summary, print_tree
+
+    cfg = config_from_args(args)
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    out = args.out or f"runs/{Path(args.input).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    result = run(args.input, out, cfg, force=args.force, progress=not args.quiet)
+    print_tree(load_run(result.path), depth=2, file=sys.stdout)
+    print_summary(result.manifest, result.path, file=sys.stdout)
+    return 0

@@ -1,0 +1,439 @@
+"""Read any supported input file into the conversations frame, plus rejects.
+
+Supported files: ``.jsonl`` / ``.ndjson``, ``.json`` (an array of objects, or an object with a
+``data``/``rows``/``conversations`` array), ``.parquet``, ``.csv`` and ``.tsv``.
+
+Two shapes are accepted:
+
+* chat transcripts: a ``conversation`` (or ``messages``) column holding ``{role, content}`` turns,
+  as in WildChat;
+* single texts: a text column, named by ``text_column`` or found among ``text``, ``content``,
+  ``prompt`` (BailBench's ``content,subcategory,category`` is one).
+
+Every other column is preserved. Rows that cannot be used (a JSON line that does not parse, a
+missing or empty text, an empty conversation, a turn of the wrong type, bytes that are not UTF-8, a
+missing id) are returned as rejects with their 1-based line/row number, the field and the reason;
+nothing is dropped silently. A file that cannot be read at all, has no usable text column, or
+repeats an id raises :class:`~clio.errors.UserError`.
+
+Example::
+
+    >>> ing = read_input("data/bailbench.csv", limit=3)   # doctest: +SKIP
+    >>> ing.frame.columns
+    ['conversation_id', 'text', 'content', 'subcategory', 'category']
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from clio.errors import UserError
+
+TEXT_CANDIDATES = ("text", "content", "prompt")
+CONVERSATION_CANDIDATES = ("conversation", "messages")
+ID_CANDIDATES = ("id", "conversation_id")
+BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
+BAIL_METHODS = ("prompt", "string", "tool")
+RESERVED = ("conversation_id", "text", "conversation")
+
+
+@dataclass
+class Ingested:
+    """The accepted rows (``frame``) and the rejected ones (``rejects``)."""
+
+    frame: pl.DataFrame
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    shape: str = "text"  # "text" | "conversation"
+    text_source: str = ""
+    rows_read: int = 0
+
+    def write_rejects(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with p.open("w", encoding="utf-8") as fh:
+            for rej in self.rejects:
+                fh.write(json.dumps(rej, ensure_ascii=False, default=str) + "\n")
+        return p
+
+
+class _Reject(Exception):
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field_name
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- reading records
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+    """Yield (line_no, record | None, error | None, raw) for each non-blank line."""
+    with path.open("rb") as fh:
+        for line_no, raw_bytes in enumerate(fh, start=1):
+            if not raw_bytes.strip():
+                continue
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    line_no,
+                    None,
+                    f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                    (raw_bytes.decode("utf-8", errors="replace").rstrip("\n")),
+                )
+                continue
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield line_no, None, f"unparseable JSON: {exc.msg} (column {exc.colno})", raw.rstrip("\n")
+                continue
+            if not isinstance(rec, dict):
+                yield line_no, None, f"expected a JSON object, got {type(rec).__name__}", raw
+                continue
+            yield line_no, rec, None, raw.rstrip("\n")
+
+
+def _iter_json(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    if isinstance(doc, dict):
+        for key in ("data", "rows", "conversations", "records"):
+            if isinstance(doc.get(key), list):
+                doc = doc[key]
+                break
+    if not isinstance(doc, list):
+        raise UserError(f"{path}: expected a JSON array of objects")
+    for i, rec in enumerate(doc, start=1):
+        if isinstance(rec, dict):
+            yield i, rec, None, ""
+        else:
+            yield i, None, f"expected a JSON object, got {type(rec).__name__}", json.dumps(rec)
+
+
+def _iter_delimited(path: Path, sep: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+        bad_utf8 = False
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="surrogateescape")
+        bad_utf8 = True
+    if not bad_utf8:
+        try:
+            df = pl.read_csv(io.StringIO(text).read().encode(), separator=sep, infer_schema=False)
+        except Exception as exc:  # polars raises several error types for malformed files
+            raise UserError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from exc
+        for i, rec in enumerate(df.iter_rows(named=True), start=1):
+            yield i + 1, rec, None, ""
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sep)
+    for rec in reader:
+        line_no = reader.line_num
+        bad = [k for k, v in rec.items() if isinstance(v, str) and _has_surrogate(v)]
+        if bad:
+            yield line_no, None, f"not valid UTF-8 in field '{bad[0]}'", ""
+            continue
+        yield line_no, dict(rec), None, ""
+
+
+def _has_surrogate(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:
+        raise UserError(f"{path}: cannot read Parquet: {exc}") from exc
+    for i, rec in enumerate(df.iter_rows(named=True), start=1):
+        yield i, rec, None, ""
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return _iter_jsonl(path)
+    if suffix == ".json":
+        return _iter_json(path)
+    if suffix == ".parquet":
+        return _iter_parquet(path)
+    if suffix == ".csv":
+        return _iter_delimited(path, ",")
+    if suffix == ".tsv":
+        return _iter_delimited(path, "\t")
+    raise UserError(f"{path}: unsupported input type '{suffix}' (use .jsonl, .json, .parquet, .csv, .tsv)")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_conversation(turns: list[dict[str, str]], max_chars: int = 1000) -> str:
+    """Render a transcript for embedding, most telling part first.
+
+    The embedding models truncate at their token window, so the rendering leads with what matters
+    most for "why did the model leave here": the last user turn (up to 60% of the budget), then
+    the assistant reply that followed it (if the transcript ends with one), then earlier turns from
+    the most recent backwards while the budget lasts. ``max_chars`` (about 4 characters per token)
+    fits the text to the model's window.
+
+    >>> render_conversation([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+    ...                      {"role": "user", "content": "tell me a secret"}])
+    'User: tell me a secret\\n[earlier] Assistant: hello\\n[earlier] User: hi'
+    """
+    last_user = max((i for i, t in enumerate(turns) if t["role"] == "user"), default=None)
+    parts: list[str] = []
+    budget = max_chars
+    if last_user is None:  # no user turn at all: the transcript in reverse
+        order = list(range(len(turns) - 1, -1, -1))
+    else:
+        head = f"User: {turns[last_user]['content'].strip()}"
+        head = head[: max(int(max_chars * 0.6), max_chars - 200)]
+        parts.append(head)
+        budget -= len(head)
+        order = [i for i in range(len(turns) - 1, -1, -1) if i != last_user]
+        after = [i for i in order if i > last_user]
+        before = [i for i in order if i < last_user]
+        for i in sorted(after):
+            if budget <= 0:
+                break
+            chunk = f"{turns[i]['role'].capitalize()}: {turns[i]['content'].strip()}"[:budget]
+            parts.append(chunk)
+            budget -= len(chunk) + 1
+        order = before
+    for i in order:
+        if budget <= 20:
+            break
+        prefix = "[earlier] " if last_user is not None else ""
+        chunk = f"{prefix}{turns[i]['role'].capitalize()}: {turns[i]['content'].strip()}"[:budget]
+        parts.append(chunk)
+        budget -= len(chunk) + 1
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _clean_turns(value: Any, bail_turn: Any) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise _Reject("conversation", f"not a list of turns (unparseable JSON: {exc.msg})") from exc
+    if value is None:
+        raise _Reject("conversation", "missing conversation")
+    if not isinstance(value, list):
+        raise _Reject("conversation", f"expected a list of turns, got {type(value).__name__}")
+    if not value:
+        raise _Reject("conversation", "empty conversation")
+    turns: list[dict[str, str]] = []
+    for j, turn in enumerate(value):
+        if not isinstance(turn, dict):
+            raise _Reject("conversation", f"turn {j}: expected an object, got {type(turn).__name__}")
+        role, content = turn.get("role"), turn.get("content")
+        if not isinstance(role, str) or not role:
+            raise _Reject("conversation", f"turn {j}: 'role' must be a non-empty string")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise _Reject("conversation", f"turn {j}: 'content' must be a string")
+        if _has_surrogate(content):
+            raise _Reject("conversation", f"turn {j}: not valid UTF-8")
+        turns.append({"role": role.lower(), "content": content})
+    if bail_turn is not None:
+        try:
+            cut = int(bail_turn)
+        except (TypeError, ValueError) as exc:
+            raise _Reject("bail_turn", f"expected an integer, got {bail_turn!r}") from exc
+        if cut < 0 or cut >= len(turns):
+            raise _Reject("bail_turn", f"{cut} is outside the conversation's {len(turns)} turns")
+        turns = turns[: cut + 1]
+    if not any(t["content"].strip() for t in turns):
+        raise _Reject("conversation", "conversation has no text")
+    return turns
+
+
+def _check_bail_fields(rec: dict[str, Any]) -> None:
+    method = rec.get("bail_method")
+    if method is not None and method not in BAIL_METHODS:
+        raise _Reject("bail_method", f"must be one of {', '.join(BAIL_METHODS)}, got {method!r}")
+    prob = rec.get("bail_probability")
+    if prob is not None:
+        try:
+            p = float(prob)
+        except (TypeError, ValueError) as exc:
+            raise _Reject("bail_probability", f"expected a number, got {prob!r}") from exc
+        if not 0.0 <= p <= 1.0:
+            raise _Reject("bail_probability", f"must be within [0, 1], got {p}")
+    journal = rec.get("journal")
+    if journal is not None and not isinstance(journal, str):
+        raise _Reject("journal", f"expected a string, got {type(journal).__name__}")
+
+
+def _preserve(value: Any) -> Any:
+    """Scalars stay as they are; nested values become JSON text so any schema can be stored."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def read_input(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    limit: int | None = None,
+    max_chars: int = 1000,
+) -> Ingested:
+    """Read ``path`` into an :class:`Ingested` (see the module docstring)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such file")
+    if p.is_dir():
+        raise UserError(f"{p}: is a directory, expected an input file")
+    records = _records(p)
+
+    accepted: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    shape: str | None = None
+    source: str | None = None
+    seen_ids: dict[str, int] = {}
+    rows_read = 0
+    for index, (line_no, rec, error, raw) in enumerate(records):
+        if limit is not None and rows_read >= limit:
+            break
+        rows_read += 1
+        if rec is None:
+            rejects.append({"line": line_no, "field": None, "reason": error, "raw": raw})
+            continue
+        if shape is None:
+            shape, source = _detect_shape(p, rec, text_column)
+        try:
+            row = _accept(rec, index, shape, source, id_column, max_chars)
+        except _Reject as rej:
+            rejects.append(
+                {
+                    "line": line_no,
+                    "field": rej.field,
+                    "reason": rej.reason,
+                    "raw": raw or json.dumps(rec, ensure_ascii=False, default=str),
+                }
+            )
+            continue
+        cid = row["conversation_id"]
+        if cid in seen_ids:
+            raise UserError(f"{p}: line {line_no}: duplicate id '{cid}' (first seen on line {seen_ids[cid]})")
+        seen_ids[cid] = line_no
+        row["source_line"] = line_no
+        accepted.append(row)
+
+    if rows_read == 0:
+        raise UserError(f"{p}: no rows")
+    if shape is None:
+        raise UserError(f"{p}: no readable rows ({len(rejects)} rejected; first: {rejects[0]['reason']})")
+    if not accepted:
+        first = rejects[0]
+        raise UserError(
+            f"{p}: no usable rows: all {len(rejects)} rejected "
+            f"(line {first['line']}, field '{first['field']}': {first['reason']})"
+        )
+    frame = _to_frame(accepted, shape)
+    return Ingested(frame=frame, rejects=rejects, shape=shape, text_source=source or "", rows_read=rows_read)
+
+
+def _detect_shape(p: Path, rec: dict[str, Any], text_column: str | None) -> tuple[str, str]:
+    if text_column is not None:
+        if text_column not in rec:
+            raise UserError(f"{p}: text column '{text_column}' not found; columns are: {', '.join(rec)}")
+        shape = "conversation" if text_column in CONVERSATION_CANDIDATES else "text"
+        return shape, text_column
+    for name in CONVERSATION_CANDIDATES:
+        if name in rec:
+            return "conversation", name
+    for name in TEXT_CANDIDATES:
+        if name in rec:
+            return "text", name
+    raise UserError(
+        f"{p}: no usable text column (looked for {', '.join(CONVERSATION_CANDIDATES + TEXT_CANDIDATES)}; "
+        f"columns are: {', '.join(rec)}); name one with --text-column"
+    )
+
+
+def _accept(
+    rec: dict[str, Any], index: int, shape: str, source: str, id_column: str | None, max_chars: int
+) -> dict[str, Any]:
+    id_field = id_column or next((c for c in ID_CANDIDATES if c in rec), None)
+    if id_column and id_column not in rec:
+        raise _Reject(id_column, "id column missing from this row")
+    if id_field is None:
+        cid = str(index)
+    else:
+        value = rec.get(id_field)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise _Reject(id_field, "missing id")
+        if isinstance(value, dict | list):
+            raise _Reject(id_field, f"id must be a string or number, got {type(value).__name__}")
+        cid = str(value)
+    _check_bail_fields(rec)
+    out: dict[str, Any] = {"conversation_id": cid}
+    if shape == "conversation":
+        turns = _clean_turns(rec.get(source), rec.get("bail_turn"))
+        out["text"] = render_conversation(turns, max_chars)
+        out["conversation"] = turns
+    else:
+        value = rec.get(source)
+        if value is None:
+            raise _Reject(source, "missing text")
+        if not isinstance(value, str):
+            raise _Reject(source, f"expected a string, got {type(value).__name__}")
+        if _has_surrogate(value):
+            raise _Reject(source, "not valid UTF-8")
+        if not value.strip():
+            raise _Reject(source, "empty text")
+        out["text"] = value.strip()
+    for key, value in rec.items():
+        if key in RESERVED or key == source:
+            if key == source and shape == "text" and key not in RESERVED:
+                out[key] = value
+            continue
+        out[key] = _preserve(value)
+    return out
+
+
+def _to_frame(rows: list[dict[str, Any]], shape: str) -> pl.DataFrame:
+    columns: list[str] = ["conversation_id", "text"]
+    if shape == "conversation":
+        columns.append("conversation")
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    data: dict[str, list[Any]] = {c: [r.get(c) for r in rows] for c in columns}
+    series = []
+    for name, values in data.items():
+        if name == "conversation":
+            dtype = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+            series.append(pl.Series(name, values, dtype=dtype))
+            continue
+        try:
+            series.append(pl.Series(name, values, strict=True))
+        except (TypeError, pl.exceptions.PolarsError, OverflowError):
+            series.append(pl.Series(name, [None if v is None else str(v) for v in values]))
+    frame = pl.DataFrame(series)
+    if "source_line" in frame.columns:
+        frame = frame.with_columns(pl.col("source_line").cast(pl.Int64))
+    return frame

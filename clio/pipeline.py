@@ -1,0 +1,324 @@
+"""``run(input, out, config)``: input file -> run directory. Composes the stages in order.
+
+Stages: ingest -> deduplicate -> embed (cached) -> reduce (UMAP) -> cluster (HDBSCAN) ->
+hierarchy (Ward on leaf centroids) -> names (c-TF-IDF keyphrases + exemplars) -> write.
+Exact duplicate texts are embedded and clustered once; every input row still gets its assignment.
+The manifest (written last, so a half-written directory is never mistaken for a run) records the
+config, package versions, seed, input hash, counts and per-stage timings.
+
+Example::
+
+    >>> from clio.config import Config
+    >>> result = run("data/bailbench.csv", "runs/bb", Config())   # doctest: +SKIP
+    >>> result.manifest["counts"]["accepted"]
+    1630
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from clio import __version__, rundir
+from clio.config import Config
+from clio.errors import UserError
+from clio.ingest import Ingested, read_input
+from taxonomy.model import FORMAT_VERSION, Node, Taxonomy
+
+VERSIONED_PACKAGES = (
+    "numpy",
+    "polars",
+    "pyarrow",
+    "scikit-learn",
+    "umap-learn",
+    "pynndescent",
+    "hdbscan",
+    "numba",
+    "sentence-transformers",
+    "transformers",
+    "torch",
+    "openai",
+    "streamlit",
+)
+LEVEL_PREFIX = ("T", "M", "L")  # top, intermediate, leaf
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "bailclio": __version__}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def ensure_numba_cache() -> None:
+    """Keep numba's compiled functions on disk so only the first run ever pays for compiling."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        from embeddings.encoder import default_cache_dir
+
+        path = default_cache_dir() / "numba"
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(path)
+
+
+@dataclass
+class RunResult:
+    path: Path
+    manifest: dict[str, Any]
+    taxonomy: Taxonomy
+    assignments: pl.DataFrame
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def stage(self, name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        _log(f"[bailclio] {name} ...")
+        result = fn()
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        return result
+
+
+def prepare_out_dir(out: str | Path, force: bool) -> Path:
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{p}: exists and is not a directory")
+    if p.exists() and any(p.iterdir()):
+        if not force:
+            raise UserError(f"{p}: output directory is not empty (use --force to replace it)")
+        if not rundir.is_run_dir(p) and not (p / rundir.REJECTS).exists():
+            raise UserError(f"{p}: not empty and not a run directory; refusing to replace it")
+        shutil.rmtree(p)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def name_levels(
+    texts: list[str],
+    space: np.ndarray,
+    groups_per_level: list[np.ndarray],
+    is_outlier: np.ndarray,
+    cfg: Config,
+) -> list[dict[int, dict[str, Any]]]:
+    """Keyphrase names, descriptions and exemplar indices for every node of every level."""
+    from clio.naming import ctfidf_keywords, describe, exemplars, name_from_keywords
+
+    out = []
+    for groups in groups_per_level:
+        kws = ctfidf_keywords(texts, groups, cfg.naming.n_keywords, cfg.naming.ngram_max)
+        level: dict[int, dict[str, Any]] = {}
+        taken: set[str] = set()
+        for g in sorted(kws):
+            members = np.flatnonzero(groups == g)
+            ex = exemplars(space, members, cfg.naming.n_exemplars, prefer=~is_outlier)
+            level[g] = {
+                "name": name_from_keywords(kws[g], taken),
+                "keywords": kws[g],
+                "exemplars": ex,
+                "describe": (lambda size, k=kws[g], e=ex: describe(size, k, [texts[i] for i in e])),
+            }
+        out.append(level)
+    return out
+
+
+def run(
+    input_path: str | Path,
+    out: str | Path,
+    cfg: Config,
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    ensure_numba_cache()
+    started = datetime.now(UTC)
+    t_all = time.perf_counter()
+    timer = _Timer()
+    input_path = Path(input_path)
+
+    ing: Ingested = timer.stage(
+        "read input",
+        lambda: read_input(
+            input_path,
+            text_column=cfg.input.text_column,
+            id_column=cfg.input.id_column,
+            limit=cfg.input.limit,
+            max_chars=cfg.input.max_chars,
+        ),
+    )
+    out_dir = prepare_out_dir(out, force)
+    if ing.rejects:
+        ing.write_rejects(out_dir / rundir.REJECTS)
+    frame = ing.frame
+    row_texts = frame["text"].to_list()
+
+    # Exact duplicates are clustered once.
+    unique_index: dict[str, int] = {}
+    row_to_unique = np.empty(len(row_texts), dtype=np.int64)
+    for i, t in enumerate(row_texts):
+        row_to_unique[i] = unique_index.setdefault(t, len(unique_index))
+    texts = list(unique_index)
+
+    from clio.cluster import cluster_points
+    from clio.hierarchy import build_hierarchy
+    from clio.reduce import reduce_vectors
+    from embeddings.encoder import embed_texts
+
+    vectors, embed_stats = timer.stage("embed", lambda: embed_texts(texts, cfg.embedding, progress=progress))
+    space, xy, reduce_info = timer.stage("reduce", lambda: reduce_vectors(vectors, cfg.reduce, cfg.seed))
+    clustering = timer.stage("cluster", lambda: cluster_points(space, cfg.cluster))
+    leaf_of_unique = clustering.labels.copy()
+    if (leaf_of_unique < 0).any():  # outliers kept apart: one extra leaf holds them
+        leaf_of_unique[leaf_of_unique < 0] = leaf_of_unique.max() + 1
+    hier = timer.stage("hierarchy", lambda: build_hierarchy(space, leaf_of_unique, cfg.hierarchy))
+    mid_of_unique = hier.mid_of_leaf[leaf_of_unique]
+    top_of_unique = hier.top_of_mid[mid_of_unique]
+    levels = timer.stage(
+        "names",
+        lambda: name_levels(
+            texts,
+            space,
+            [top_of_unique, mid_of_unique, leaf_of_unique],
+            clustering.is_outlier,
+            cfg,
+        ),
+    )
+
+    # Per-row arrays.
+    ids = frame["conversation_id"].to_list()
+    first_row_of_unique = np.full(len(texts), -1, dtype=np.int64)
+    for r in range(len(ids) - 1, -1, -1):
+        first_row_of_unique[row_to_unique[r]] = r
+    leaf_r = leaf_of_unique[row_to_unique]
+    mid_r = mid_of_unique[row_to_unique]
+    top_r = top_of_unique[row_to_unique]
+    outlier_r = clustering.is_outlier[row_to_unique]
+    n_rows = len(ids)
+
+    def node_id(level: int, index: int) -> str:
+        return f"{LEVEL_PREFIX[level]}{index}"
+
+    outlier_leaf = int(clustering.labels.max()) + 1 if (clustering.labels < 0).any() else None
+    nodes: list[Node] = []
+    row_groups = [top_r, mid_r, leaf_r]
+    parents = [
+        None,
+        lambda m: node_id(0, int(hier.top_of_mid[m])),
+        lambda lf: node_id(1, int(hier.mid_of_leaf[lf])),
+    ]
+    for level, info in enumerate(levels):
+        sizes = np.bincount(row_groups[level], minlength=max(info) + 1)
+        for g in sorted(info):
+            meta = info[g]
+            size = int(sizes[g])
+            name = meta["name"]
+            extra: dict[str, Any] = {"share": round(size / n_rows, 6)}
+            if level == 2 and outlier_leaf is not None and g == outlier_leaf:
+                name, extra["is_outlier_node"] = "Unclustered (HDBSCAN noise)", True
+            nodes.append(
+                Node(
+                    id=node_id(level, g),
+                    parent_id=None if level == 0 else parents[level](g),
+                    level=level,
+                    name=name,
+                    description=meta["describe"](size),
+                    size=size,
+                    keywords=meta["keywords"],
+                    exemplar_ids=[str(ids[first_row_of_unique[i]]) for i in meta["exemplars"]],
+                    extra=extra,
+                )
+            )
+    tax = Taxonomy(nodes, {"naming": "keyphrases", "hierarchy": "ward-on-leaf-centroids"})
+
+    assignments = pl.DataFrame(
+        {
+            "conversation_id": ids,
+            "leaf_id": [node_id(2, int(v)) for v in leaf_r],
+            "mid_id": [node_id(1, int(v)) for v in mid_r],
+            "top_id": [node_id(0, int(v)) for v in top_r],
+            "path": [
+                [node_id(0, int(t)), node_id(1, int(m)), node_id(2, int(lf))]
+                for t, m, lf in zip(top_r, mid_r, leaf_r, strict=True)
+            ],
+            "is_outlier": outlier_r.tolist(),
+            "outlier_score": (1.0 - clustering.probabilities[row_to_unique]).astype(np.float32),
+            "x": xy[row_to_unique, 0].astype(np.float32),
+            "y": xy[row_to_unique, 1].astype(np.float32),
+        }
+    )
+
+    def write() -> None:
+        frame.write_parquet(out_dir / rundir.CONVERSATIONS)
+        assignments.write_parquet(out_dir / rundir.ASSIGNMENTS)
+        tax.save(out_dir / rundir.TAXONOMY)
+        np.save(out_dir / rundir.EMBEDDINGS, vectors[row_to_unique])
+        np.save(out_dir / rundir.SPACE, space[row_to_unique])
+
+    timer.stage("write", write)
+    counts = {
+        "rows_read": ing.rows_read,
+        "rejected": len(ing.rejects),
+        "accepted": n_rows,
+        "unique_texts": len(texts),
+        "duplicates_collapsed": n_rows - len(texts),
+        "clustered": int((~outlier_r).sum()),
+        "outliers": int(outlier_r.sum()),
+        "leaves": len(levels[2]),
+        "intermediate": len(levels[1]),
+        "top": len(levels[0]),
+    }
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "bailclio_version": __version__,
+        "created_at": started.isoformat(timespec="seconds"),
+        "seed": cfg.seed,
+        "input": {
+            "path": str(input_path.resolve()),
+            "sha256": file_sha256(input_path),
+            "bytes": input_path.stat().st_size,
+            "shape": ing.shape,
+            "text_source": ing.text_source,
+        },
+        "config": cfg.model_dump(mode="json"),
+        "resolved": {
+            "reduce": reduce_info,
+            "cluster": clustering.params,
+            "hierarchy": {"n_top": hier.n_top, "n_mid": hier.n_mid},
+        },
+        "embedding": embed_stats,
+        "counts": counts,
+        "timings_s": {**timer.timings, "total": round(time.perf_counter() - t_all, 3)},
+        "versions": package_versions(),
+        "platform": {"machine": platform.machine(), "system": platform.system()},
+    }
+    rundir.write_json(out_dir / rundir.MANIFEST, manifest)
+    return RunResult(out_dir, manifest, tax, assignments, ing.rejects)

@@ -1,0 +1,121 @@
+"""The run directory: the one contract between the pipeline, the explorer and the commands.
+
+Only this module knows the file names. Layout::
+
+    RUNDIR/
+      manifest.json          config, versions, seed, input path + hash, counts, per-stage timings
+      conversations.parquet  one row per accepted input row: conversation_id, text, [conversation],
+                             source_line, every preserved input column
+      assignments.parquet    conversation_id, leaf_id, mid_id, top_id, path (root..leaf ids),
+                             is_outlier, outlier_score, x, y
+      taxonomy.json          {"format_version", "levels", "nodes": [{id, parent_id, level, name,
+                             description, size, keywords, exemplar_ids}, ...]}, level 0 = top
+      embeddings.npy         float32 [n_rows, dim]: the vectors that were clustered, row-aligned
+                             with conversations.parquet
+      space.npy              float32 [n_rows, d]: the reduced clustering space (same rows)
+      rejects.jsonl          rows that could not be used, with line, field and reason
+      curation.json          (optional) edits made in the explorer, applied on load
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from clio.errors import UserError
+from taxonomy.model import FORMAT_VERSION, Taxonomy, TaxonomyError
+
+MANIFEST = "manifest.json"
+CONVERSATIONS = "conversations.parquet"
+ASSIGNMENTS = "assignments.parquet"
+TAXONOMY = "taxonomy.json"
+EMBEDDINGS = "embeddings.npy"
+SPACE = "space.npy"
+REJECTS = "rejects.jsonl"
+CURATION = "curation.json"
+REQUIRED = (MANIFEST, CONVERSATIONS, ASSIGNMENTS, TAXONOMY)
+ASSIGNMENT_COLUMNS = ("conversation_id", "leaf_id", "top_id", "path", "is_outlier", "x", "y")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and all((p / f).exists() for f in REQUIRED)
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Every run directory at or below ``root`` (newest first by manifest time)."""
+    r = Path(root)
+    if is_run_dir(r):
+        return [r]
+    runs = [p.parent for p in r.rglob(MANIFEST) if is_run_dir(p.parent)] if r.is_dir() else []
+    return sorted(runs, key=lambda p: (p / MANIFEST).stat().st_mtime, reverse=True)
+
+
+@dataclass
+class Run:
+    path: Path
+    manifest: dict[str, Any]
+    conversations: pl.DataFrame
+    assignments: pl.DataFrame
+    taxonomy: Taxonomy
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such run directory")
+    if not p.is_dir():
+        raise UserError(f"{p}: not a directory (expected a run directory)")
+    missing = [f for f in REQUIRED if not (p / f).exists()]
+    if missing:
+        raise UserError(f"{p}: not a bailclio run directory (missing {', '.join(missing)})")
+    try:
+        manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{p / MANIFEST}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserError(
+            f"{p}: run format version {version!r} is not supported by this bailclio "
+            f"(reads version {FORMAT_VERSION}); rerun `bailclio run` to rebuild it"
+        )
+    return manifest
+
+
+def load_run(path: str | Path, *, curated: bool = True) -> Run:
+    """Load and validate a run directory; ``curated`` applies ``curation.json`` when present."""
+    p = Path(path)
+    manifest = read_manifest(p)
+    try:
+        tax = Taxonomy.load(p / TAXONOMY)
+    except TaxonomyError as exc:
+        raise UserError(str(exc)) from exc
+    try:
+        conv = pl.read_parquet(p / CONVERSATIONS)
+        assign = pl.read_parquet(p / ASSIGNMENTS)
+    except Exception as exc:
+        raise UserError(f"{p}: cannot read run tables: {exc}".splitlines()[0]) from exc
+    missing = [c for c in ASSIGNMENT_COLUMNS if c not in assign.columns]
+    if missing:
+        raise UserError(f"{p / ASSIGNMENTS}: missing column '{missing[0]}'")
+    run = Run(p, manifest, conv, assign, tax)
+    if curated and (p / CURATION).exists():
+        try:
+            from taxonomy.curation import apply_curation
+        except ImportError:  # curation support not installed in this build
+            return run
+        run = apply_curation(run)
+    return run
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)

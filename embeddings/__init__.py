@@ -1,0 +1,1 @@
+"""Sentence-transformers encoders with an on-disk cache keyed by (model, text hash)."""

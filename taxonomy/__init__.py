@@ -1,0 +1,1 @@
+"""The taxonomy model (nodes, tree operations) and what reads it: curation, export, assign, diff, eval."""

@@ -1,0 +1,162 @@
+"""The taxonomy model shared by the pipeline, the explorer and the commands.
+
+A taxonomy is a forest of nodes; level 0 is the top. ``taxonomy.json`` holds
+``{"format_version", "levels", "nodes": [{"id", "parent_id", "level", "name", "description", "size",
+"keywords", "exemplar_ids"}, ...]}``.
+
+Example::
+
+    >>> t = Taxonomy([Node("T0", None, 0, "harm", size=3), Node("L0", "T0", 1, "bombs", size=3)])
+    >>> [n.id for n in t.path("L0")]
+    ['T0', 'L0']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Node:
+    id: str
+    parent_id: str | None
+    level: int
+    name: str
+    description: str = ""
+    size: int = 0
+    keywords: list[str] = field(default_factory=list)
+    exemplar_ids: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        d.update(extra)
+        return d
+
+
+NODE_FIELDS = ("id", "parent_id", "level", "name", "description", "size", "keywords", "exemplar_ids")
+
+
+class TaxonomyError(ValueError):
+    pass
+
+
+class Taxonomy:
+    def __init__(self, nodes: list[Node], meta: dict[str, Any] | None = None) -> None:
+        self.nodes = list(nodes)
+        self.meta = dict(meta or {})
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self.by_id = {n.id: n for n in self.nodes}
+        self._children: dict[str | None, list[Node]] = {}
+        for n in self.nodes:
+            self._children.setdefault(n.parent_id, []).append(n)
+
+    # ---- queries
+    @property
+    def depth(self) -> int:
+        return max((n.level for n in self.nodes), default=-1) + 1
+
+    def level(self, level: int) -> list[Node]:
+        return [n for n in self.nodes if n.level == level]
+
+    @property
+    def roots(self) -> list[Node]:
+        return self._children.get(None, [])
+
+    @property
+    def leaves(self) -> list[Node]:
+        return [n for n in self.nodes if not self._children.get(n.id)]
+
+    def children(self, node_id: str | None) -> list[Node]:
+        return self._children.get(node_id, [])
+
+    def path(self, node_id: str) -> list[Node]:
+        out = []
+        node: Node | None = self.by_id[node_id]
+        while node is not None:
+            out.append(node)
+            node = self.by_id.get(node.parent_id) if node.parent_id else None
+        return out[::-1]
+
+    def ancestor_at(self, node_id: str, level: int) -> Node:
+        return self.path(node_id)[level]
+
+    def descendants(self, node_id: str) -> list[Node]:
+        out, stack = [], list(self.children(node_id))
+        while stack:
+            n = stack.pop()
+            out.append(n)
+            stack.extend(self.children(n.id))
+        return out
+
+    def leaf_ids_under(self, node_id: str) -> list[str]:
+        node = self.by_id[node_id]
+        if not self.children(node.id):
+            return [node.id]
+        return [n.id for n in self.descendants(node_id) if not self.children(n.id)]
+
+    # ---- io
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "levels": self.depth,
+            **self.meta,
+            "nodes": [n.to_dict() for n in self.nodes],
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "taxonomy.json") -> Taxonomy:
+        if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+            raise TaxonomyError(f"{source}: expected an object with a 'nodes' list")
+        version = data.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise TaxonomyError(
+                f"{source}: format_version {version} is not supported (this bailclio reads {FORMAT_VERSION})"
+            )
+        nodes = []
+        for i, raw in enumerate(data["nodes"]):
+            missing = [f for f in ("id", "parent_id", "level", "name") if f not in raw]
+            if missing:
+                raise TaxonomyError(f"{source}: node {i}: missing field '{missing[0]}'")
+            extra = {k: v for k, v in raw.items() if k not in NODE_FIELDS}
+            nodes.append(
+                Node(
+                    id=str(raw["id"]),
+                    parent_id=raw["parent_id"],
+                    level=int(raw["level"]),
+                    name=str(raw["name"]),
+                    description=str(raw.get("description", "")),
+                    size=int(raw.get("size", 0)),
+                    keywords=list(raw.get("keywords", [])),
+                    exemplar_ids=[str(x) for x in raw.get("exemplar_ids", [])],
+                    extra=extra,
+                )
+            )
+        meta = {k: v for k, v in data.items() if k not in ("nodes", "format_version", "levels")}
+        tax = cls(nodes, meta)
+        for n in tax.nodes:
+            if n.parent_id is not None and n.parent_id not in tax.by_id:
+                raise TaxonomyError(f"{source}: node '{n.id}': parent '{n.parent_id}' does not exist")
+        return tax
+
+    @classmethod
+    def load(cls, path: str | Path) -> Taxonomy:
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise TaxonomyError(f"{p}: not found") from exc
+        except json.JSONDecodeError as exc:
+            raise TaxonomyError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        return cls.from_dict(data, str(p))
