@@ -73,18 +73,14 @@ def write_input(path: Path, n: int, tag: str) -> Path:
     return path
 
 
-def one_run(
-    base_url: str, n: int, concurrency: int, tmp: Path, tag: str, **opts: Any
-) -> dict[str, Any]:
+def one_run(base_url: str, n: int, concurrency: int, tmp: Path, tag: str, **opts: Any) -> dict[str, Any]:
     src = write_input(tmp / f"{tag}.jsonl", n, tag)
     config = Config.model_validate(
         {"llm": {"backend": "openai", "base_url": base_url, "max_concurrency": concurrency}}
     )
     options = DetectOptions(model="Qwen/scripted", **opts)
     t0 = time.perf_counter()
-    summary = run_detect(
-        src, tmp / f"out-{tag}", config, options, progress=False, log=lambda m: None
-    )
+    summary = run_detect(src, tmp / f"out-{tag}", config, options, progress=False, log=lambda m: None)
     wall = time.perf_counter() - t0
     calls = summary["calls"]["backend"]["calls"]
     if summary["counts"]["detection_errors"]:
@@ -121,17 +117,14 @@ def main() -> int:
             print("-" * len(head))
             base = None
             for conc, n in ((1, 20), (8, 80), (64, 320)):
-                runs = [
-                    one_run(base_url, n, conc, tmp, f"c{conc}r{r}") for r in range(args.repeats)
-                ]
+                runs = [one_run(base_url, n, conc, tmp, f"c{conc}r{r}") for r in range(args.repeats)]
                 req_s = statistics.median(r["req_s"] for r in runs)
                 bails_h = statistics.median(r["bails_h"] for r in runs)
                 wall = statistics.median(r["wall"] for r in runs)
                 base = base or req_s
                 print(
                     f"{conc:>11} {n:>6} {runs[0]['calls']:>6} {wall:>7.2f} {req_s:>8.1f} "
-                    f"{bails_h:>9.0f} {req_s / base:>6.1f}x  "
-                    + ", ".join(f"{r['req_s']:.1f}" for r in runs)
+                    f"{bails_h:>9.0f} {req_s / base:>6.1f}x  " + ", ".join(f"{r['req_s']:.1f}" for r in runs)
                 )
 
             print("\nmeasured calls per scored conversation-turn (2 user turns per conversation)")

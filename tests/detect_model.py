@@ -99,9 +99,7 @@ def simulated_model(body: dict[str, Any]) -> Reply:
             call = json.dumps({"name": TOOL_NAME, "arguments": {}})
             return Reply(text=f"<tool_call>{call}</tool_call>")
         if "THINKTOOL" in last_user:
-            return Reply(
-                text=f'<think><tool_call>{{"name": "{TOOL_NAME}"}}</tool_call></think>Sure.'
-            )
+            return Reply(text=f'<think><tool_call>{{"name": "{TOOL_NAME}"}}</tool_call></think>Sure.')
     if "SWITCHCONVERSATION" in system:
         if "STRINGME" in last_user:
             return Reply(text="I would rather not continue. switchconversation")

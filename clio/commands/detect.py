@@ -45,9 +45,7 @@ def register(subparsers: Any) -> None:
         default="regenerate",
         help="the model writes its own replies (default) or the existing ones are kept",
     )
-    p.add_argument(
-        "--samples", type=int, default=10, help="samples per prompt order without logprobs"
-    )
+    p.add_argument("--samples", type=int, default=10, help="samples per prompt order without logprobs")
     p.add_argument(
         "--scoring",
         choices=("auto", "logprobs", "samples"),
@@ -96,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
     if config.llm.backend == "none":
-        config = config.model_copy(
-            update={"llm": config.llm.model_copy(update={"backend": "openai"})}
-        )
+        config = config.model_copy(update={"llm": config.llm.model_copy(update={"backend": "openai"})})
     if not config.llm.model:
         raise UserError("--model is required (the model under test)")
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())

@@ -30,8 +30,28 @@ and ``--turns last`` additionally costs the chain's replies to the earlier turns
 through the back-end's cache (``DIR/llm_cache.sqlite``), so a killed run resumes without repeating
 completed calls.
 
-Turn-level prompt decision: the mean of the two orders' P(bail), bailed when above the threshold
-(the order rows keep their own decisions, to measure positional bias).
+Decisions and outputs
+---------------------
+* ``detections.parquet``: one row per scored turn and method; the prompt method has a row per
+  order (``bail_first``, ``continue_first``) and a turn-level row ``order="both"`` whose P(bail)
+  is the mean of the two orders (bailed when above ``--threshold``; the order rows keep their own
+  decisions, to measure positional bias). String and tool rows have P(bail) 0 or 1. ``reply`` is
+  the reply after which the bail was measured (raw, thinking included); ``response`` is what the
+  scoring call returned (the text after ``<wellbeing>``, the samples, or the tool calls). A failed
+  call is a row with ``error`` set (``"budget"`` when the budget ran out), left out of the rates
+  and counted in the summary; a failed reply fails only the rows that depend on it.
+* ``bails.parquet``: one row per bailed (conversation, turn), in the shape ``bailclio run`` reads:
+  ``conversation`` is the transcript cut after the reply the model bailed after (thinking
+  removed), ``bail_turn`` the index of that reply. When several methods bail on one turn,
+  ``bail_method`` is the first of prompt, tool, string (the prompt method is the study's main
+  measurement and has a journal; the tool call is the more deliberate act of the other two) and
+  ``bail_methods`` lists them all; the transcript ends with that method's reply. ``conversation_id``
+  is the input id with ``--turns last`` and ``<id>#turn<k>`` with ``--turns all`` (ids stay
+  unique); ``source_conversation_id`` and ``user_turn`` say where it came from. The input's
+  other columns are preserved (its id column is not, so the loader uses ``conversation_id``).
+* Thinking (``<think>…</think>``, a leading part closed by ``</think>``, an unclosed ``<think>``)
+  is ignored by every decision; see :mod:`clio.detect.scoring` for the rules, including how a
+  symbol split over several tokens is scored.
 """
 
 from __future__ import annotations
@@ -141,9 +161,7 @@ class Conversation:
         return list(range(len(self.turns))) if which == "all" else [len(self.turns) - 1]
 
 
-def conversations_from_frame(
-    frame: pl.DataFrame, id_column: str | None = None
-) -> list[Conversation]:
+def conversations_from_frame(frame: pl.DataFrame, id_column: str | None = None) -> list[Conversation]:
     """Split each loaded row into a prefix and user turns; single texts become one user turn.
 
     The input's id column is not carried over (the id is ``conversation_id``, and bails.parquet
@@ -334,9 +352,7 @@ class Detector:
                 chain = chains[c.cid]
                 broken = next((e for e in chain[:k] if isinstance(e, str)), None)
                 if broken is not None:
-                    cell.context_error = (
-                        broken if broken.startswith("earlier") else f"earlier {broken}"
-                    )
+                    cell.context_error = broken if broken.startswith("earlier") else f"earlier {broken}"
                 if "prompt" in opt.methods:
                     entry = self._keep_generated.get((c.cid, k), chain[k] if k < len(chain) else [])
                     if cell.context_error is not None:
@@ -370,9 +386,7 @@ class Detector:
                     continue
                 if cell.context_error:
                     key = (cell.conv.cid, cell.k)
-                    by_cell.setdefault(key, {})[method] = add(
-                        cell, method=method, error=cell.context_error
-                    )
+                    by_cell.setdefault(key, {})[method] = add(cell, method=method, error=cell.context_error)
                     continue
                 ctx = self._context(cell.conv, cell.k, chains[cell.conv.cid])
                 if method == "string":
@@ -570,11 +584,7 @@ class Detector:
             both = by_cell.get((cid, k), {}).get("prompt")
             if both is not None:
                 both["journal"] = next(
-                    (
-                        orders[o]["journal"]
-                        for o in protocol.ORDERS
-                        if orders.get(o, {}).get("journal")
-                    ),
+                    (orders[o]["journal"] for o in protocol.ORDERS if orders.get(o, {}).get("journal")),
                     None,
                 )
 
@@ -768,9 +778,7 @@ def method_rates(det: pl.DataFrame) -> dict[str, Any]:
             continue
         if method == "prompt":
             entry = rate_entry(sub.filter(pl.col("order") == "both"))
-            entry["orders"] = {
-                o: rate_entry(sub.filter(pl.col("order") == o)) for o in protocol.ORDERS
-            }
+            entry["orders"] = {o: rate_entry(sub.filter(pl.col("order") == o)) for o in protocol.ORDERS}
         else:
             entry = rate_entry(sub)
         out[method] = entry
@@ -855,9 +863,7 @@ def run_detect(
     for c in convs:
         if not c.turns:
             line = c.columns.get("input_line")
-            rejects.append(
-                {"line": line, "field": "conversation", "reason": "no user turn to score"}
-            )
+            rejects.append({"line": line, "field": "conversation", "reason": "no user turn to score"})
     convs = [c for c in convs if c.turns]
     ing.rejects = rejects
     ing.write_rejects(out / "rejects.jsonl")
@@ -935,9 +941,7 @@ def run_detect(
         },
         "budget_exhausted": budget,
         "false_bails": false_bails,
-        "options": {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in options.__dict__.items()
-        },
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.__dict__.items()},
         "method_priority": list(METHOD_PRIORITY),
         "config": config.model_dump(mode="json"),
         "input": {"path": str(src), "sha256": file_sha256(src)},

@@ -100,9 +100,7 @@ _TOOL_TEXT_PATTERNS = [
     # Mistral: [TOOL_CALLS]switchconversation_tool
     re.compile(r"\[TOOL_CALLS\]\s*" + TOOL_NAME + r"\b", re.IGNORECASE),
 ]
-_TOOL_CALL_BLOCK = re.compile(
-    r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.IGNORECASE | re.DOTALL
-)
+_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.IGNORECASE | re.DOTALL)
 
 
 def _names_in_json(blob: str) -> list[str]:
