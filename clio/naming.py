@@ -20,12 +20,20 @@ import numpy as np
 
 from clio.config import NamingConfig
 
+# Words that frame almost any request to an assistant; they say nothing about why a model left.
+REQUEST_WORDS = frozenset(
+    "write create make generate give tell describe explain provide help want need like please "
+    "use using know way ways best good new just really let step detailed list compose draft "
+    "i'll you'll we'll i've you've we've i'm you're we're they're it's that's there's let's "
+    "don't doesn't didn't isn't aren't won't can't couldn't wouldn't shouldn't i'd you'd".split()
+)
+
 
 def ctfidf_keywords(
     texts: list[str], groups: list[int] | np.ndarray, n_keywords: int = 8, ngram_max: int = 2
 ) -> dict[int, list[str]]:
     """Top ``n_keywords`` distinctive keyphrases per group id."""
-    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
     groups = np.asarray(groups)
     ids = sorted(int(g) for g in np.unique(groups))
@@ -33,8 +41,12 @@ def ctfidf_keywords(
     vec = None
     for stop in ("english", None):  # a corpus of only stop words still gets names
         try:
+            stop_words = list(ENGLISH_STOP_WORDS | REQUEST_WORDS) if stop else None
             vec = CountVectorizer(
-                ngram_range=(1, ngram_max), stop_words=stop, token_pattern=r"(?u)\b[^\W\d_][\w'-]+\b"
+                ngram_range=(1, ngram_max),
+                stop_words=stop_words,
+                token_pattern=r"(?u)\b[^\W\d_][\w'-]+\b",
+                preprocessor=lambda text: text.lower().replace("\u2019", "'"),
             )
             counts = vec.fit_transform(docs)
             break
