@@ -1,0 +1,59 @@
+"""``bailclio eval RUNDIR --truth COLUMN``: score a taxonomy against known labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="score a taxonomy against known labels (AMI, NMI, ARI, purity, ...)",
+        description=(
+            "For each taxonomy level and truth column: AMI, NMI, ARI, V-measure, homogeneity, "
+            "completeness, purity, Clio's reconstruction accuracy, number of clusters and outlier "
+            "share. Outliers are scored as one cluster of their own by default (as a user sees "
+            "them), or left out with --exclude-outliers; --all prints both and the labels as "
+            "assigned (outliers attached to their nearest leaf)."
+        ),
+    )
+    p.add_argument("rundir")
+    p.add_argument(
+        "--truth",
+        action="append",
+        required=True,
+        metavar="COLUMN",
+        help="input column holding the true label (repeatable)",
+    )
+    p.add_argument("--exclude-outliers", action="store_true", help="leave outlier rows out")
+    p.add_argument("--all", action="store_true", help="outliers as own cluster, excluded, and attached")
+    p.add_argument("--level", type=int, action="append", help="only this level (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from clio.rundir import load_run
+    from taxonomy.evaluate import OUTLIER_MODES, evaluate_run, format_table
+
+    run = load_run(args.rundir, curated=not args.raw)
+    modes = list(OUTLIER_MODES) if args.all else ["excluded" if args.exclude_outliers else "own"]
+    rows = []
+    for mode in modes:
+        rows.extend(evaluate_run(run, args.truth, outliers=mode, levels=args.level))
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        print(format_table(rows))
+        n = len(run.assignments)
+        share = rows[0]["outlier_share"] if rows else 0.0
+        print(
+            f"\n{n} rows, {share:.1%} outliers; outliers: own = one extra cluster, "
+            "excluded = left out, attached = in their nearest leaf; "
+            "recon = reconstruction accuracy (each cluster's majority label, every row scored)"
+        )
+    return 0
