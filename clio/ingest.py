@@ -201,7 +201,7 @@ def render_conversation(turns: list[dict[str, str]], max_chars: int = 1000) -> s
         head = f"User: {turns[last_user]['content'].strip()}"
         head = head[: max(int(max_chars * 0.6), max_chars - 200)]
         parts.append(head)
-        budget -= len(head)
+        budget -= len(head) + 1
         order = [i for i in range(len(turns) - 1, -1, -1) if i != last_user]
         after = [i for i in order if i > last_user]
         before = [i for i in order if i < last_user]
@@ -312,6 +312,7 @@ def read_input(
     shape: str | None = None
     source: str | None = None
     seen_ids: dict[str, int] = {}
+    id_field: str | None = None
     rows_read = 0
     for index, (line_no, rec, error, raw) in enumerate(records):
         if limit is not None and rows_read >= limit:
@@ -322,8 +323,9 @@ def read_input(
             continue
         if shape is None:
             shape, source = _detect_shape(p, rec, text_column)
+            id_field = id_column or next((c for c in ID_CANDIDATES if c in rec), None)
         try:
-            row = _accept(rec, index, shape, source, id_column, max_chars)
+            row = _accept(rec, index, shape, source, id_field, max_chars)
         except _Reject as rej:
             rejects.append(
                 {
@@ -374,11 +376,8 @@ def _detect_shape(p: Path, rec: dict[str, Any], text_column: str | None) -> tupl
 
 
 def _accept(
-    rec: dict[str, Any], index: int, shape: str, source: str, id_column: str | None, max_chars: int
+    rec: dict[str, Any], index: int, shape: str, source: str, id_field: str | None, max_chars: int
 ) -> dict[str, Any]:
-    id_field = id_column or next((c for c in ID_CANDIDATES if c in rec), None)
-    if id_column and id_column not in rec:
-        raise _Reject(id_column, "id column missing from this row")
     if id_field is None:
         cid = str(index)
     else:

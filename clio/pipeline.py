@@ -98,12 +98,14 @@ class RunResult:
 
 
 class _Timer:
-    def __init__(self) -> None:
+    def __init__(self, verbose: bool = True) -> None:
         self.timings: dict[str, float] = {}
+        self.verbose = verbose
 
-    def stage(self, name: str, fn: Callable[[], Any]) -> Any:
+    def stage(self, name: str, fn: Callable[[], Any], announce: bool = True) -> Any:
         t0 = time.perf_counter()
-        _log(f"[bailclio] {name} ...")
+        if self.verbose and announce:
+            _log(f"[bailclio] {name} ...")
         result = fn()
         self.timings[name] = round(time.perf_counter() - t0, 3)
         return result
@@ -162,7 +164,7 @@ def run(
     ensure_numba_cache()
     started = datetime.now(UTC)
     t_all = time.perf_counter()
-    timer = _Timer()
+    timer = _Timer(verbose=progress)
     input_path = Path(input_path)
 
     ing: Ingested = timer.stage(
@@ -174,6 +176,7 @@ def run(
             limit=cfg.input.limit,
             max_chars=cfg.input.max_chars,
         ),
+        announce=False,
     )
     out_dir = prepare_out_dir(out, force)
     if ing.rejects:

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,7 @@ def reduce_vectors(
         precomputed_knn=(knn_idx, knn_dist, knn_index),
         init="spectral" if n > n_comp + 1 else "random",
     )
+    warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
     t0 = time.perf_counter()
     space = UMAP(n_components=n_comp, min_dist=cfg.min_dist, **common).fit_transform(X)
     info["space_s"] = round(time.perf_counter() - t0, 3)

@@ -1,0 +1,50 @@
+"""Shared fixtures: small real inputs and one real run, built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# numba's compiled UMAP/HDBSCAN code is kept between sessions; everything else is per session.
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR",
+    str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bailclio" / "numba"),
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Embedding and LLM caches live in a per-session folder, so tests never see stale vectors."""
+    if "BAILCLIO_TEST_KEEP_CACHE" not in os.environ:
+        os.environ["BAILCLIO_CACHE_DIR"] = str(tmp_path_factory.mktemp("bailclio-cache"))
+
+
+@pytest.fixture(scope="session")
+def bailbench_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 BailBench rows: 30 subcategories x 10 prompts, spread over the categories."""
+    df = pl.read_csv(DATA / "bailbench.csv")
+    subs = df["subcategory"].unique(maintain_order=True).to_list()[::5][:30]
+    sample = df.filter(pl.col("subcategory").is_in(subs))
+    path = tmp_path_factory.mktemp("inputs") / "bailbench_300.csv"
+    sample.write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_run(bailbench_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run (real MiniLM, UMAP, HDBSCAN) over the 300-row sample."""
+    from clio.config import Config
+    from clio.pipeline import run
+
+    out = tmp_path_factory.mktemp("runs") / "small"
+    run(bailbench_sample, out, Config(), force=True, progress=False)
+    return out
