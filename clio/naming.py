@@ -21,12 +21,13 @@ import numpy as np
 from clio.config import NamingConfig
 
 # Words that frame almost any request to an assistant; they say nothing about why a model left.
-REQUEST_WORDS = frozenset(
+_REQUEST_WORDS_TEXT = (
     "write create make generate give tell describe explain provide help want need like please "
     "use using know way ways best good new just really let step detailed list compose draft "
     "i'll you'll we'll i've you've we've i'm you're we're they're it's that's there's let's "
-    "don't doesn't didn't isn't aren't won't can't couldn't wouldn't shouldn't i'd you'd".split()  # noqa: SIM905
+    "don't doesn't didn't isn't aren't won't can't couldn't wouldn't shouldn't i'd you'd"
 )
+REQUEST_WORDS = frozenset(_REQUEST_WORDS_TEXT.split())
 
 
 def ctfidf_keywords(
