@@ -1,0 +1,485 @@
+"""Tables and queries behind the explorer page, computed once per loaded run (no Streamlit here).
+
+:func:`prepare` turns a :class:`clio.rundir.Run` into an :class:`Explorer`: one frame with every
+conversation, its assignment and the id and name of its node at each level; a node table with
+sizes and shares; and the lists the page's filters offer. Everything else (search, filters, member
+lists, breakdowns, map points, run comparison, downloads) is a function of an ``Explorer``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from clio import rundir
+from clio.rundir import Run
+from taxonomy.model import Taxonomy
+
+BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
+FACET_PREFIX = "facet_"
+INTERNAL = ("conversation_id", "text", "conversation", "source_line")
+LABEL_MAX_VALUES = 200  # a preserved string column with at most this many values is a label column
+
+
+def run_signature(path: str | Path) -> tuple[Any, ...]:
+    """Changes whenever a file the explorer reads changes (used as the cache key with the path)."""
+    p = Path(path)
+    sig: list[Any] = [str(p.resolve())]
+    for name in (*rundir.REQUIRED, rundir.CURATION, rundir.EMBEDDINGS):
+        f = p / name
+        if f.exists():
+            st = f.stat()
+            sig.append((name, st.st_mtime_ns, st.st_size))
+    return tuple(sig)
+
+
+def describe_run(path: str | Path) -> dict[str, Any]:
+    """One line of the run picker: date, input, rows, embedding/LLM model, facets."""
+    p = Path(path)
+    info: dict[str, Any] = {"path": str(p), "name": p.name}
+    try:
+        m = json.loads((p / rundir.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        info["error"] = f"unreadable manifest: {exc}".splitlines()[0]
+        return info
+    cfg = m.get("config", {}) if isinstance(m.get("config"), dict) else {}
+    llm = cfg.get("llm", {}) or {}
+    try:
+        schema = pl.read_parquet_schema(p / rundir.CONVERSATIONS)
+        facets = [c[len(FACET_PREFIX) :] for c in schema if c.startswith(FACET_PREFIX)]
+    except Exception:  # noqa: BLE001 - the picker still lists a run whose table is damaged
+        facets = []
+    info.update(
+        created=str(m.get("created_at", "")),
+        input=Path(str((m.get("input") or {}).get("path", "?"))).name,
+        rows=(m.get("counts") or {}).get("accepted"),
+        embedding=(cfg.get("embedding") or {}).get("model"),
+        llm=llm.get("model") if llm.get("backend") not in (None, "none") else None,
+        facets=facets,
+        curated=(p / rundir.CURATION).exists(),
+    )
+    return info
+
+
+def run_label(info: dict[str, Any]) -> str:
+    if "error" in info:
+        return f"{info['name']} ({info['error']})"
+    created = info.get("created", "")[:16].replace("T", " ")
+    parts = [info["name"], created, info.get("input") or "?", f"{info.get('rows') or 0:,} rows"]
+    parts.append(info.get("llm") or info.get("embedding") or "")
+    if info.get("facets"):
+        parts.append("facets: " + ", ".join(info["facets"]))
+    return " · ".join(p for p in parts if p)
+
+
+def snippet(text: str | None, n: int = 140) -> str:
+    t = " ".join((text or "").split())
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+@dataclass
+class Explorer:
+    run: Run
+    frame: pl.DataFrame  # one row per conversation: inputs + assignment + lvl{i}, lvl{i}_name, _row
+    nodes: pl.DataFrame  # id, parent_id, level, name, description, size, share, share_of_parent
+    depth: int
+    total: int
+    level_names: list[str]
+    models: list[str]
+    bail_methods: list[str]
+    label_columns: dict[str, list[str]]
+    facet_columns: list[str]
+    meta_columns: list[str]
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return self.run.taxonomy
+
+    def level_col(self, level: int) -> str:
+        return f"lvl{level}"
+
+    def node(self, node_id: str):
+        return self.taxonomy.by_id.get(node_id)
+
+
+def level_names(depth: int) -> list[str]:
+    if depth == 3:
+        return ["top", "intermediate", "leaf"]
+    return ["top", *[f"level {i}" for i in range(1, depth - 1)], "leaf"][:depth] if depth > 1 else ["top"]
+
+
+def prepare(run: Run) -> Explorer:
+    tax = run.taxonomy
+    conv, assign = run.conversations, run.assignments
+    depth = max(tax.depth, 1)
+    if conv.height == assign.height and conv["conversation_id"].equals(assign["conversation_id"]):
+        frame = pl.concat([conv, assign.drop("conversation_id")], how="horizontal")
+    else:
+        frame = conv.join(assign, on="conversation_id", how="inner", maintain_order="left")
+    names = {n.id: n.name for n in tax.nodes}
+    lvl_cols = []
+    for i in range(depth):
+        col = pl.col("path").list.get(i, null_on_oob=True)
+        lvl_cols += [col.alias(f"lvl{i}"), col.replace_strict(names, default=None).alias(f"lvl{i}_name")]
+    frame = frame.with_columns(
+        *lvl_cols,
+        pl.col("text").str.to_lowercase().alias("_lc"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
+    )
+    total = frame.height
+    rows = []
+    for n in tax.nodes:
+        parent = tax.by_id.get(n.parent_id) if n.parent_id else None
+        rows.append(
+            {
+                "id": n.id,
+                "parent_id": n.parent_id,
+                "level": n.level,
+                "name": n.name,
+                "description": n.description,
+                "size": n.size,
+                "share": n.size / total if total else 0.0,
+                "share_of_parent": n.size / parent.size if parent and parent.size else 1.0,
+            }
+        )
+    nodes = pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.String,
+            "parent_id": pl.String,
+            "level": pl.Int64,
+            "name": pl.String,
+            "description": pl.String,
+            "size": pl.Int64,
+            "share": pl.Float64,
+            "share_of_parent": pl.Float64,
+        },
+    )
+
+    def values(col: str) -> list[str]:
+        if col not in conv.columns:
+            return []
+        return sorted(str(v) for v in conv[col].drop_nulls().unique().to_list())
+
+    known = set(INTERNAL) | set(BAIL_COLUMNS)
+    facet_columns = [c for c in conv.columns if c.startswith(FACET_PREFIX)]
+    label_columns: dict[str, list[str]] = {}
+    for c in conv.columns:
+        if c in known or c in facet_columns or conv[c].dtype != pl.String:
+            continue
+        n_unique = conv[c].n_unique()
+        if 1 < n_unique <= LABEL_MAX_VALUES and n_unique < max(total, 2):
+            label_columns[c] = values(c)
+    meta_columns = [c for c in conv.columns if c not in ("text", "conversation") and c not in facet_columns]
+    return Explorer(
+        run=run,
+        frame=frame,
+        nodes=nodes,
+        depth=depth,
+        total=total,
+        level_names=level_names(depth),
+        models=values("model"),
+        bail_methods=values("bail_method"),
+        label_columns=label_columns,
+        facet_columns=facet_columns,
+        meta_columns=meta_columns,
+    )
+
+
+# --------------------------------------------------------------------------- filters and search
+
+
+@dataclass
+class Filters:
+    models: list[str] = field(default_factory=list)
+    bail_methods: list[str] = field(default_factory=list)
+    tops: list[str] = field(default_factory=list)
+    outliers: str = "include"  # include | exclude | only
+    label_column: str | None = None
+    label_values: list[str] = field(default_factory=list)
+
+    def expr(self, ex: Explorer) -> pl.Expr:
+        e = pl.lit(True)
+        if self.models and "model" in ex.frame.columns:
+            e &= pl.col("model").cast(pl.String).is_in(self.models)
+        if self.bail_methods and "bail_method" in ex.frame.columns:
+            e &= pl.col("bail_method").cast(pl.String).is_in(self.bail_methods)
+        if self.tops:
+            e &= pl.col("lvl0").is_in(self.tops)
+        if self.outliers == "exclude":
+            e &= ~pl.col("is_outlier")
+        elif self.outliers == "only":
+            e &= pl.col("is_outlier")
+        if self.label_column and self.label_values and self.label_column in ex.frame.columns:
+            e &= pl.col(self.label_column).cast(pl.String).is_in(self.label_values)
+        return e
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.models
+            or self.bail_methods
+            or self.tops
+            or self.outliers != "include"
+            or (self.label_column and self.label_values)
+        )
+
+
+def apply_filters(ex: Explorer, filters: Filters | None, frame: pl.DataFrame | None = None) -> pl.DataFrame:
+    frame = ex.frame if frame is None else frame
+    if filters is None or not filters.active:
+        return frame
+    return frame.filter(filters.expr(ex))
+
+
+def search_conversations(ex: Explorer, query: str, filters: Filters | None = None) -> pl.DataFrame:
+    """Rows whose text (or conversation id) contains ``query`` (case-insensitive), filters applied."""
+    frame = apply_filters(ex, filters)
+    q = query.strip().lower()
+    if q:
+        frame = frame.filter(
+            pl.col("_lc").str.contains(q, literal=True) | (pl.col("conversation_id").str.to_lowercase() == q)
+        )
+    return frame
+
+
+def search_nodes(ex: Explorer, query: str) -> pl.DataFrame:
+    q = query.strip().lower()
+    if not q:
+        return ex.nodes.clear()
+    hit = (
+        pl.col("name").str.to_lowercase().str.contains(q, literal=True)
+        | pl.col("description").str.to_lowercase().str.contains(q, literal=True)
+        | (pl.col("id").str.to_lowercase() == q)
+    )
+    return ex.nodes.filter(hit).sort(["level", "size"], descending=[False, True])
+
+
+def members(ex: Explorer, node_id: str, filters: Filters | None = None) -> pl.DataFrame:
+    node = ex.node(node_id)
+    if node is None:
+        return ex.frame.clear()
+    return apply_filters(ex, filters, ex.frame.filter(pl.col(f"lvl{node.level}") == node_id))
+
+
+def page(frame: pl.DataFrame, page_no: int, page_size: int) -> pl.DataFrame:
+    return frame.slice(max(page_no - 1, 0) * page_size, page_size)
+
+
+def n_pages(n: int, page_size: int) -> int:
+    return max(1, -(-n // page_size))
+
+
+def breakdown(ex: Explorer, node_id: str, column: str) -> pl.DataFrame:
+    """Counts of ``column``'s values in the node and their share within the node and overall."""
+    if column not in ex.frame.columns:
+        return pl.DataFrame()
+    inside = members(ex, node_id).group_by(pl.col(column).cast(pl.String)).len("in_node")
+    overall = ex.frame.group_by(pl.col(column).cast(pl.String)).len("overall")
+    out = overall.join(inside, on=column, how="left").with_columns(pl.col("in_node").fill_null(0))
+    n_in = max(int(out["in_node"].sum()), 1)
+    return out.with_columns(
+        (pl.col("in_node") / n_in).alias("share_in_node"),
+        (pl.col("overall") / max(ex.total, 1)).alias("share_overall"),
+        (pl.col("in_node") / pl.col("overall")).alias(f"share_of_{column}_in_node"),
+    ).sort("in_node", descending=True)
+
+
+def conversation(ex: Explorer, conversation_id: str) -> dict[str, Any] | None:
+    rows = ex.frame.filter(pl.col("conversation_id") == conversation_id)
+    return rows.row(0, named=True) if rows.height else None
+
+
+# --------------------------------------------------------------------------- map
+
+
+def map_points(
+    ex: Explorer,
+    level: int,
+    max_points: int = 20_000,
+    filters: Filters | None = None,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, int]:
+    """Points to draw (deterministically sampled down to ``max_points``) and how many there were."""
+    frame = apply_filters(ex, filters)
+    n = frame.height
+    if n > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+        frame = frame[idx]
+    cols = ["_row", "conversation_id", "x", "y", "is_outlier", f"lvl{level}", f"lvl{level}_name"]
+    frame = frame.select(*cols, pl.col("text").str.slice(0, 200).alias("snippet"))
+    return frame, n
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def taxonomy_json(run: Run) -> bytes:
+    return json.dumps(run.taxonomy.to_dict(), indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def labels_frame(run: Run) -> pl.DataFrame:
+    """conversation_id, each level's id and name, is_outlier, then every input column."""
+    tax = run.taxonomy
+    depth = max(tax.depth, 1)
+    names = {n.id: n.name for n in tax.nodes}
+    cols: list[pl.Expr] = [pl.col("conversation_id")]
+    for i in range(depth):
+        lvl = "leaf" if i == depth - 1 else ("top" if i == 0 else "mid" if depth == 3 else f"level{i}")
+        ids = pl.col("path").list.get(i, null_on_oob=True)
+        cols += [ids.alias(f"{lvl}_id"), ids.replace_strict(names, default=None).alias(f"{lvl}_name")]
+    cols.append(pl.col("is_outlier"))
+    labels = run.assignments.select(cols)
+    inputs = run.conversations
+    return labels.join(inputs, on="conversation_id", how="left", maintain_order="left")
+
+
+def labels_csv(run: Run) -> bytes:
+    frame = labels_frame(run)
+    nested = [c for c, t in frame.schema.items() if isinstance(t, pl.List | pl.Struct | pl.Array)]
+    if nested:
+        frame = frame.with_columns(
+            pl.col(c).map_elements(
+                lambda v: json.dumps(_plain(v), ensure_ascii=False), return_dtype=pl.String
+            )
+            for c in nested
+        )
+    return frame.write_csv().encode("utf-8")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, pl.Series):
+        return v.to_list()
+    return v
+
+
+def labels_parquet(run: Run) -> bytes:
+    buf = io.BytesIO()
+    labels_frame(run).write_parquet(buf)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def centroids(ex: Explorer, level: int) -> tuple[list[str], np.ndarray] | None:
+    """Mean embedding (unit length) of each node at ``level``; None without embeddings.npy."""
+    key = f"centroids{level}"
+    if key in ex.cache:
+        return ex.cache[key]
+    path = ex.run.file(rundir.EMBEDDINGS)
+    result = None
+    if path.exists():
+        emb = np.load(path, mmap_mode="r")
+        if emb.ndim == 2 and emb.shape[0] == ex.run.conversations.height:
+            ids_per_row = ex.run.conversations.select("conversation_id").join(
+                ex.frame.select("conversation_id", f"lvl{level}"), on="conversation_id", how="left"
+            )[f"lvl{level}"]
+            ok = ids_per_row.is_not_null().to_numpy()
+            cats_arr, codes_ok = np.unique(ids_per_row.drop_nulls().to_numpy(), return_inverse=True)
+            cats = [str(c) for c in cats_arr]
+            from scipy import sparse
+
+            onehot = sparse.csr_matrix(
+                (np.ones(int(ok.sum()), dtype=np.float32), (codes_ok, np.flatnonzero(ok))),
+                shape=(len(cats), emb.shape[0]),
+            )
+            sums = np.asarray(onehot @ np.asarray(emb, dtype=np.float32))
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            result = (cats, sums / np.maximum(norms, 1e-12))
+    ex.cache[key] = result
+    return result
+
+
+def name_similarity(a_name: str, a_kw: list[str], b_name: str, b_kw: list[str]) -> float:
+    ratio = difflib.SequenceMatcher(None, a_name.lower(), b_name.lower()).ratio()
+    ka, kb = {k.lower() for k in a_kw}, {k.lower() for k in b_kw}
+    jac = len(ka & kb) / len(ka | kb) if ka and kb else 0.0
+    return max(ratio, jac)
+
+
+def compare(
+    a: Explorer, b: Explorer, level: int = 0, threshold: float = 0.5, change: float = 0.01
+) -> pl.DataFrame:
+    """Match the nodes of two runs at ``level`` and classify each as stable/grew/shrank/new/vanished.
+
+    Similarity is the mean of name similarity (string ratio or keyword overlap) and centroid cosine
+    similarity of the nodes' embeddings (name similarity alone when the embeddings are missing or
+    of different models); pairs are matched one-to-one (Hungarian) and kept when their similarity
+    reaches ``threshold``. A matched pair whose share moved by more than ``change`` grew or shrank.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    na = [n for n in a.taxonomy.nodes if n.level == level]
+    nb = [n for n in b.taxonomy.nodes if n.level == level]
+    sim_name = np.array([[name_similarity(x.name, x.keywords, y.name, y.keywords) for y in nb] for x in na])
+    sim_name = sim_name.reshape(len(na), len(nb))
+    sim_cent = np.full_like(sim_name, np.nan)
+    ca, cb = centroids(a, level), centroids(b, level)
+    if ca is not None and cb is not None and ca[1].shape[1] == cb[1].shape[1]:
+        ia = {k: i for i, k in enumerate(ca[0])}
+        ib = {k: i for i, k in enumerate(cb[0])}
+        for i, x in enumerate(na):
+            for j, y in enumerate(nb):
+                if x.id in ia and y.id in ib:
+                    sim_cent[i, j] = float(ca[1][ia[x.id]] @ cb[1][ib[y.id]])
+    score = np.where(np.isnan(sim_cent), sim_name, (sim_name + np.nan_to_num(sim_cent)) / 2)
+    pairs: list[tuple[int, int]] = []
+    if score.size:
+        ri, ci = linear_sum_assignment(-score)
+        pairs = [(i, j) for i, j in zip(ri, ci, strict=True) if score[i, j] >= threshold]
+    rows = []
+    ta, tb = max(a.total, 1), max(b.total, 1)
+
+    def row(x, y, i, j) -> dict[str, Any]:
+        sa = x.size / ta if x else 0.0
+        sb = y.size / tb if y else 0.0
+        if x and y:
+            delta = sb - sa
+            status = "grew" if delta > change else "shrank" if delta < -change else "stable"
+        else:
+            delta, status = sb - sa, ("new" if y else "vanished")
+        both = x is not None and y is not None
+        return {
+            "status": status,
+            "a_id": x.id if x else None,
+            "a_name": x.name if x else None,
+            "a_share": sa,
+            "b_id": y.id if y else None,
+            "b_name": y.name if y else None,
+            "b_share": sb,
+            "delta": delta,
+            "name_similarity": float(sim_name[i, j]) if both else None,
+            "centroid_similarity": (float(sim_cent[i, j]) if both and not np.isnan(sim_cent[i, j]) else None),
+        }
+
+    matched_a, matched_b = {i for i, _ in pairs}, {j for _, j in pairs}
+    for i, j in pairs:
+        rows.append(row(na[i], nb[j], i, j))
+    for i, x in enumerate(na):
+        if i not in matched_a:
+            rows.append(row(x, None, i, -1))
+    for j, y in enumerate(nb):
+        if j not in matched_b:
+            rows.append(row(None, y, -1, j))
+    schema = {
+        "status": pl.String,
+        "a_id": pl.String,
+        "a_name": pl.String,
+        "a_share": pl.Float64,
+        "b_id": pl.String,
+        "b_name": pl.String,
+        "b_share": pl.Float64,
+        "delta": pl.Float64,
+        "name_similarity": pl.Float64,
+        "centroid_similarity": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema).sort(pl.max_horizontal("a_share", "b_share"), descending=True)
