@@ -27,29 +27,6 @@ from explorer import data as D
 VIEWS = ("Taxonomy", "Map", "Node", "Conversation", "Search", "Compare", "Curate", "Downloads")
 PAGE_SIZE = 20
 MAP_MAX_POINTS = 20_000
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#bcbd22",
-    "#17becf",
-    "#393b79",
-    "#637939",
-    "#8c6d31",
-    "#843c39",
-    "#7b4173",
-    "#3182bd",
-    "#e6550d",
-    "#31a354",
-    "#756bb1",
-    "#636363",
-    "#9c9ede",
-    "#cedb9c",
-    "#e7cb94",
-]
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
 
 
