@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Section(BaseModel):
@@ -64,6 +64,11 @@ class NamingConfig(_Section):
     n_keywords: int = Field(default=8, ge=1)
     n_exemplars: int = Field(default=5, ge=1)
     ngram_max: int = Field(default=2, ge=1, le=3)
+    # LLM naming (used when llm.backend is set): members shown per cluster, contrastive
+    # non-members (members of the nearest other clusters), characters kept per summary.
+    llm_members: int = Field(default=12, ge=1, le=100)
+    llm_contrast: int = Field(default=8, ge=0, le=100)
+    llm_summary_chars: int = Field(default=300, ge=40)
 
 
 class LLMConfig(_Section):
@@ -78,8 +83,75 @@ class LLMConfig(_Section):
     max_tokens: int = Field(default=512, ge=1)
     max_calls: int | None = Field(default=None, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=1)
-    cache_path: str | None = None  # default: RUNDIR/llm_cache.sqlite
+    # `run`: ~/.cache/bailclio/llm/<backend>-<model>.sqlite (BAILCLIO_CACHE_DIR moves it), so a
+    # rerun into the same --out with --force still finds it; `detect`: RUNDIR/llm_cache.sqlite
+    cache_path: str | None = None
     structured_output: bool = True
+    # `run`: the facet whose summaries are clustered (default: the facet marked clustered)
+    facet: str | None = None
+    max_attempts: int = Field(default=2, ge=1, le=5, description="tries per invalid reply")
+    conversation_chars: int = Field(default=6000, ge=200, description="transcript chars per prompt")
+
+
+class FacetConfig(_Section):
+    """One question asked of every conversation; the answer is stored as ``facet_<name>``."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    question: str = Field(min_length=1)
+    type: Literal["text", "integer", "choice"] = "text"
+    prefill: str | None = None  # text answers continue this sentence
+    max_chars: int = Field(default=300, ge=10, le=2000)  # text answers
+    minimum: int = 1  # integer answers
+    maximum: int = 5
+    choices: list[str] | None = None  # choice answers
+    clustered: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> FacetConfig:
+        if self.type == "choice" and not self.choices:
+            raise ValueError(f"facet '{self.name}': type 'choice' needs a non-empty choices list")
+        if self.type == "integer" and self.minimum > self.maximum:
+            raise ValueError(f"facet '{self.name}': minimum is above maximum")
+        if self.clustered and self.type != "text":
+            raise ValueError(f"facet '{self.name}': only text facets can be clustered")
+        return self
+
+
+def default_facets() -> list[FacetConfig]:
+    """Facets for bail data: what was asked, why the assistant left, language, concern."""
+    return [
+        FacetConfig(
+            name="request",
+            question="What is the user's overall request for the assistant?",
+            prefill="The user's overall request for the assistant is to",
+        ),
+        FacetConfig(
+            name="bail_reason",
+            question=(
+                "What situation led the assistant to end, or want to leave, this conversation? "
+                "When the assistant's own journal entry about leaving is given, use it. Describe "
+                "the situation in general terms in one sentence (for example: the user kept "
+                "insulting the assistant after it declined a request)."
+            ),
+            prefill="The assistant left because",
+            clustered=True,
+        ),
+        FacetConfig(
+            name="language",
+            question="What is the main language of the conversation (its English name)?",
+            max_chars=40,
+        ),
+        FacetConfig(
+            name="concern",
+            question=(
+                "How concerning is this conversation for the safety of the user or others, from "
+                "1 (not concerning) to 5 (very concerning)?"
+            ),
+            type="integer",
+            minimum=1,
+            maximum=5,
+        ),
+    ]
 
 
 class Config(_Section):
@@ -91,7 +163,29 @@ class Config(_Section):
     hierarchy: HierarchyConfig = HierarchyConfig()
     naming: NamingConfig = NamingConfig()
     llm: LLMConfig = LLMConfig()
+    facets: list[FacetConfig] = Field(default_factory=default_facets)
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form sections of later stages")
+
+    @model_validator(mode="after")
+    def _check_facets(self) -> Config:
+        names = [f.name for f in self.facets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"facet '{dupes[0]}' is declared twice")
+        clustered = [f.name for f in self.facets if f.clustered]
+        if len(clustered) > 1:
+            raise ValueError(f"only one facet may be clustered, got {', '.join(clustered)}")
+        if self.llm.facet is not None and self.llm.facet not in names:
+            raise ValueError(f"llm.facet '{self.llm.facet}' is not a declared facet")
+        return self
+
+    def cluster_facet(self) -> FacetConfig | None:
+        """The facet whose summaries are clustered when an LLM is configured."""
+        wanted = self.llm.facet or next((f.name for f in self.facets if f.clustered), None)
+        facet = next((f for f in self.facets if f.name == wanted), None)
+        if facet is not None and facet.type != "text":
+            raise ValueError(f"facet '{facet.name}' is not a text facet and cannot be clustered")
+        return facet
 
 
 class ConfigError(ValueError):
@@ -123,4 +217,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
         src = f"{path}: " if path else ""
-        raise ConfigError(f"{src}config field '{where}': {err['msg']}") from exc
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not where:  # a check across fields
+            raise ConfigError(f"{src}config: {msg}") from exc
+        raise ConfigError(f"{src}config field '{where}': {msg}") from exc

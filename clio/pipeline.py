@@ -54,6 +54,7 @@ VERSIONED_PACKAGES = (
     "streamlit",
 )
 LEVEL_PREFIX = ("T", "M", "L")  # top, intermediate, leaf
+OUTLIER_NAME = "Unclustered (HDBSCAN noise)"
 
 
 def _log(msg: str) -> None:
@@ -184,10 +185,19 @@ def run(
     frame = ing.frame
     row_texts = frame["text"].to_list()
 
+    # With an LLM, rows are clustered on a facet summary (facets.py); otherwise on their text.
+    llm = None
+    cluster_texts = row_texts
+    if cfg.llm.backend != "none":
+        from clio.llm_stage import LLMStage
+
+        llm = LLMStage(cfg, progress=progress)
+        frame, cluster_texts = timer.stage("facets", lambda: llm.facets(frame))
+
     # Exact duplicates are clustered once.
     unique_index: dict[str, int] = {}
-    row_to_unique = np.empty(len(row_texts), dtype=np.int64)
-    for i, t in enumerate(row_texts):
+    row_to_unique = np.empty(len(cluster_texts), dtype=np.int64)
+    for i, t in enumerate(cluster_texts):
         row_to_unique[i] = unique_index.setdefault(t, len(unique_index))
     texts = list(unique_index)
 
@@ -215,6 +225,22 @@ def run(
             cfg,
         ),
     )
+    outlier_leaf = int(clustering.labels.max()) + 1 if (clustering.labels < 0).any() else None
+    llm_names = None
+    if llm is not None:
+        llm_names = timer.stage(
+            "llm names",
+            lambda: llm.names(
+                summaries=texts,
+                space=space,
+                leaf_of_unique=leaf_of_unique,
+                mid_of_leaf=hier.mid_of_leaf,
+                top_of_mid=hier.top_of_mid,
+                levels=levels,
+                fixed_leaves={} if outlier_leaf is None else {outlier_leaf: OUTLIER_NAME},
+            ),
+        )
+        llm.close()
 
     # Per-row arrays.
     ids = frame["conversation_id"].to_list()
@@ -230,7 +256,6 @@ def run(
     def node_id(level: int, index: int) -> str:
         return f"{LEVEL_PREFIX[level]}{index}"
 
-    outlier_leaf = int(clustering.labels.max()) + 1 if (clustering.labels < 0).any() else None
     nodes: list[Node] = []
     row_groups = [top_r, mid_r, leaf_r]
     parents = [
@@ -246,21 +271,39 @@ def run(
             name = meta["name"]
             extra: dict[str, Any] = {"share": round(size / n_rows, 6)}
             if level == 2 and outlier_leaf is not None and g == outlier_leaf:
-                name, extra["is_outlier_node"] = "Unclustered (HDBSCAN noise)", True
+                name, extra["is_outlier_node"] = OUTLIER_NAME, True
+            description = None
+            if llm_names is not None:
+                named = llm_names.levels[level][g]
+                name, description = named.name, named.description
+                extra["name_source"] = named.source
+                if named.error:
+                    extra["name_error"] = named.error
             nodes.append(
                 Node(
                     id=node_id(level, g),
                     parent_id=None if level == 0 else parents[level](g),
                     level=level,
                     name=name,
-                    description=meta["describe"](size),
+                    description=description or meta["describe"](size),
                     size=size,
                     keywords=meta["keywords"],
                     exemplar_ids=[str(ids[first_row_of_unique[i]]) for i in meta["exemplars"]],
                     extra=extra,
                 )
             )
-    tax = Taxonomy(nodes, {"naming": "keyphrases", "hierarchy": "ward-on-leaf-centroids"})
+    tax_meta: dict[str, Any] = {"naming": "keyphrases", "hierarchy": "ward-on-leaf-centroids"}
+    if llm is not None and llm_names is not None:
+        n_llm = sum(n.extra.get("name_source") == "llm" for n in nodes)
+        tax_meta = {
+            "naming": "llm" if n_llm else "keyphrases",
+            "hierarchy": "ward-on-leaf-centroids, llm-named",
+            "facet": llm.facet.name if llm.facet else None,
+            "llm_model": cfg.llm.model,
+            "llm_named_nodes": n_llm,
+            "keyphrase_named_nodes": sum(n.extra.get("name_source") == "keyphrases" for n in nodes),
+        }
+    tax = Taxonomy(nodes, tax_meta)
 
     assignments = pl.DataFrame(
         {
@@ -299,6 +342,8 @@ def run(
         "intermediate": len(levels[1]),
         "top": len(levels[0]),
     }
+    if llm is not None:
+        counts["facet_fallback_rows"] = llm.facet_fallback_rows
     manifest = {
         "format_version": FORMAT_VERSION,
         "bailclio_version": __version__,
@@ -318,10 +363,13 @@ def run(
             "hierarchy": {"n_top": hier.n_top, "n_mid": hier.n_mid},
         },
         "embedding": embed_stats,
+        **({"llm": llm.manifest()} if llm is not None else {}),
         "counts": counts,
         "timings_s": {**timer.timings, "total": round(time.perf_counter() - t_all, 3)},
         "versions": package_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system()},
     }
     rundir.write_json(out_dir / rundir.MANIFEST, manifest)
+    if llm is not None and llm.budget_message():
+        _log(f"[bailclio] {llm.budget_message()}")
     return RunResult(out_dir, manifest, tax, assignments, ing.rejects)

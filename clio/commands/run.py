@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embedding-model", help="sentence-transformers model name or local folder")
     p.add_argument("--min-cluster-size", type=int, help="HDBSCAN min_cluster_size (default from N)")
     p.add_argument("--n-top", type=int, help="number of top-level categories (default from leaves)")
+    g = p.add_argument_group("LLM stage (facet summaries and names; see README: LLM)")
+    g.add_argument("--llm", choices=("none", "openai", "vllm"), help="LLM back-end (default none)")
+    g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", help="model name on the server, or a local folder for --llm vllm")
+    g.add_argument("--max-concurrency", type=int, help="LLM requests in flight (default 16)")
+    g.add_argument("--facet", help="facet whose summaries are clustered (default bail_reason)")
+    g.add_argument("--max-calls", type=int, help="stop making LLM calls after N (budget)")
+    g.add_argument("--llm-cache", help="LLM cache file (default ~/.cache/bailclio/llm/...)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
@@ -41,6 +49,13 @@ def config_from_args(args: argparse.Namespace):
         "embedding.model": args.embedding_model,
         "cluster.min_cluster_size": args.min_cluster_size,
         "hierarchy.n_top": args.n_top,
+        "llm.backend": args.llm,
+        "llm.base_url": args.base_url,
+        "llm.model": args.model,
+        "llm.max_concurrency": args.max_concurrency,
+        "llm.facet": args.facet,
+        "llm.max_calls": args.max_calls,
+        "llm.cache_path": args.llm_cache,
     }
     try:
         return load_config(args.config, overrides)
@@ -60,4 +75,14 @@ def main(args: argparse.Namespace) -> int:
     result = run(args.input, out, cfg, force=args.force, progress=not args.quiet)
     print_tree(load_run(result.path), depth=2, file=sys.stdout)
     print_summary(result.manifest, result.path, file=sys.stdout)
+    llm = result.manifest.get("llm")
+    if llm:
+        t = llm["total"]
+        print(
+            f"LLM {llm['model']}: {t['calls']} calls, {t['cache_hits']} cache hits, "
+            f"{t['failures']} failures, {t['prompt_tokens']} prompt + {t['completion_tokens']} "
+            f"completion tokens; clustered on facet '{llm['facet']}'"
+            + (" (budget reached)" if llm["budget_exhausted"] else ""),
+            file=sys.stdout,
+        )
     return 0
