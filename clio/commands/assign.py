@@ -1,0 +1,71 @@
+"""``bailclio assign RUNDIR NEW_INPUT``: label new conversations with an existing taxonomy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "assign",
+        help="label new conversations with an existing taxonomy",
+        description=(
+            "Embed NEW_INPUT with the run's embedding model and place each row in the run's "
+            "taxonomy by a similarity-weighted vote of its k nearest run rows (or the nearest leaf "
+            "centroid). Rows farther from the run than the calibrated distance threshold are left "
+            "unassigned rather than forced into a leaf."
+        ),
+    )
+    p.add_argument("rundir")
+    p.add_argument("new_input", help="input file: .jsonl .json .parquet .csv .tsv")
+    p.add_argument("--out", help="output .parquet or .csv (default: RUNDIR/assign-<input>.parquet)")
+    p.add_argument(
+        "--threshold-quantile",
+        type=float,
+        default=0.95,
+        metavar="Q",
+        help="unassigned beyond the Q-quantile of the run's own distances (default 0.95; 1 = never)",
+    )
+    p.add_argument("--method", choices=("knn", "centroid"), default="knn", help="placement (default knn)")
+    p.add_argument("-k", "--neighbors", type=int, default=10, help="neighbours for knn (default 10)")
+    p.add_argument("--embedding-model", help="must be the run's embedding model (checked)")
+    p.add_argument("--text-column", help="column holding the text or the conversation")
+    p.add_argument("--id-column", help="column holding a unique id")
+    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from clio.errors import UserError
+    from clio.rundir import load_run
+    from taxonomy.assign import assign_input, default_out, print_summary, write_output
+
+    if args.neighbors < 1:
+        raise UserError("--neighbors must be at least 1")
+    run = load_run(args.rundir, curated=not args.raw)
+    out = Path(args.out) if args.out else default_out(run, args.new_input)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise UserError(f"{out}: output must end in .parquet or .csv")
+    result = assign_input(
+        run,
+        args.new_input,
+        method=args.method,
+        k=args.neighbors,
+        quantile=args.threshold_quantile,
+        embedding_model=args.embedding_model,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        progress=not args.quiet,
+    )
+    if result.rejects:
+        from clio.ingest import Ingested
+
+        rej = out.with_name(f"{out.stem}.rejects.jsonl")
+        Ingested(frame=result.frame, rejects=result.rejects).write_rejects(rej)
+        print(f"{len(result.rejects)} input rows rejected; reasons in {rej}", file=sys.stderr)
+    write_output(result.frame, out, run, result.embed_stats["model_key"])
+    print_summary(run, result, out)
+    return 0

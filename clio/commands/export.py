@@ -1,0 +1,53 @@
+"""``bailclio export RUNDIR --format F``: write a run's labels as BailBench CSV or a full table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a run's labels (BailBench CSV, CSV, JSONL, Parquet)",
+        description=(
+            "Write one row per conversation with its taxonomy labels. 'bailbench' writes exactly "
+            "BailBench's columns content,subcategory,category (category = top-level name, "
+            "subcategory = leaf or --level name); csv/jsonl/parquet write conversation_id, every "
+            "level's node id and name, is_outlier and the input's preserved columns."
+        ),
+    )
+    p.add_argument("rundir")
+    p.add_argument("--format", required=True, choices=("bailbench", "csv", "jsonl", "parquet"))
+    p.add_argument("--out", help="output file (default: RUNDIR/export-<format>.<ext>)")
+    p.add_argument(
+        "--level",
+        type=int,
+        help="deepest level to export (0 = top); for bailbench, the level named in subcategory",
+    )
+    p.add_argument(
+        "--min-cluster-size",
+        type=int,
+        metavar="K",
+        help="leave out nodes with fewer than K conversations (and their rows), for privacy",
+    )
+    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from clio.rundir import load_run
+    from taxonomy.export import default_out, export_frame, write_frame
+
+    run = load_run(args.rundir, curated=not args.raw)
+    frame, dropped = export_frame(run, args.format, level=args.level, min_cluster_size=args.min_cluster_size)
+    out = Path(args.out) if args.out else default_out(run, args.format, args.level)
+    write_frame(frame, args.format, out)
+    if args.min_cluster_size:
+        print(dropped.summary(), file=sys.stderr)
+    print(
+        f"wrote {frame.height} rows ({args.format}) to {out}"
+        + (f"; {dropped.rows} rows in {len(dropped.nodes)} small nodes left out" if dropped.nodes else "")
+    )
+    return 0

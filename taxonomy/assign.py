@@ -1,0 +1,413 @@
+"""Label new conversations with an existing taxonomy, without rebuilding it.
+
+New rows are read like any input (:func:`clio.ingest.read_input`), embedded with the run's own
+embedding model (through the shared cache) and centred with the run's corpus mean exactly as the
+run's vectors were (:func:`clio.reduce.center_vectors`). Then each row is placed by one of:
+
+* ``knn`` (default): the k nearest run rows by cosine in that space vote for their leaf, weighted
+  by similarity; ``distance`` is the mean cosine distance to those k rows and ``confidence`` the
+  winning leaf's share of the vote;
+* ``centroid``: the nearest leaf centroid; ``distance`` is the cosine distance to it and
+  ``confidence`` the margin to the second nearest, ``1 - d1 / d2``.
+
+The distance threshold is calibrated on the run itself: the ``quantile`` (default 0.95) of the
+same distance measured for the run's own rows (leave-one-out for ``knn``, distance to their own
+leaf's centroid for ``centroid``). A new row farther than that is ``unassigned`` (``leaf_id`` null)
+rather than forced into a leaf. Map coordinates ``x, y`` are the similarity-weighted mean of the k
+nearest run rows' coordinates. ``is_outlier`` is true for unassigned rows and for rows whose
+nearest run rows are mostly outliers themselves.
+
+bench/assign_accuracy.py measures both methods on a 70/30 split of BailBench; kNN is the default
+because it is the more accurate there (see the README of that script's output in the module
+docstring of the bench).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from clio.errors import UserError
+from taxonomy.evaluate import level_names, row_level_ids
+
+if TYPE_CHECKING:
+    from clio.config import EmbeddingConfig
+    from clio.rundir import Run
+
+METHODS = ("knn", "centroid")
+DEFAULT_K = 10
+DEFAULT_QUANTILE = 0.95
+META_RUN = b"bailclio.run"
+META_MODEL = b"bailclio.embedding_model_key"
+
+
+@dataclass
+class Reference:
+    """The run's side of the placement, computed once per run."""
+
+    run: Run
+    vectors: np.ndarray  # centred + normalised run vectors [n, d]
+    mean: np.ndarray | None  # the corpus mean subtracted before normalising (None: not centred)
+    leaf_ids: list[str]
+    leaf_index: np.ndarray  # index into ``leaves`` per run row
+    leaves: list[str]
+    is_outlier: np.ndarray
+    xy: np.ndarray
+    model_key: str
+    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+
+
+@dataclass
+class Placement:
+    leaf_ids: list[str | None]
+    distance: np.ndarray
+    confidence: np.ndarray
+    unassigned: np.ndarray
+    is_outlier: np.ndarray
+    xy: np.ndarray
+    threshold: float
+
+
+def _normalise(X: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (X / norms).astype(np.float32)
+
+
+def run_embedding_config(run: Run, model_override: str | None = None) -> EmbeddingConfig:
+    """The run's embedding settings; a different ``model_override`` is refused."""
+    from clio.config import EmbeddingConfig
+    from embeddings.encoder import model_key
+
+    raw = run.manifest.get("config", {}).get("embedding", {})
+    cfg = EmbeddingConfig.model_validate(raw)
+    run_key = run.manifest.get("embedding", {}).get("model_key") or model_key(cfg)
+    if model_override is not None:
+        other = cfg.model_copy(update={"model": model_override})
+        if model_key(other) != run_key:
+            raise UserError(
+                f"--embedding-model '{model_override}' is not the run's embedding model "
+                f"('{cfg.model}'); new conversations must be embedded in the run's space"
+            )
+    return cfg
+
+
+def reference(run: Run) -> Reference:
+    """Load the run's vectors, centre them as the run did, and index its leaves."""
+    from clio import rundir
+    from embeddings.encoder import model_key
+
+    path = run.file(rundir.EMBEDDINGS)
+    if not path.exists():
+        raise UserError(f"{run.path}: {rundir.EMBEDDINGS} is missing; rerun `bailclio run` to rebuild it")
+    X = np.load(path).astype(np.float32)
+    if X.shape[0] != run.assignments.height:
+        raise UserError(
+            f"{path}: {X.shape[0]} vectors for {run.assignments.height} conversations; the run is damaged"
+        )
+    center = bool(run.manifest.get("config", {}).get("reduce", {}).get("center", True))
+    mean = None
+    if center and X.shape[0] > 1:
+        # the run centred its distinct texts; duplicates repeat rows here, so use the unique rows
+        mean = np.unique(X, axis=0).mean(axis=0).astype(np.float32)
+        vectors = _normalise(X - mean)
+    else:
+        vectors = _normalise(X)
+    leaf_ids = run.assignments["leaf_id"].to_list()
+    leaves = sorted(set(leaf_ids))
+    pos = {lf: i for i, lf in enumerate(leaves)}
+    leaf_index = np.array([pos[lf] for lf in leaf_ids], dtype=np.int64)
+    centroids = np.zeros((len(leaves), vectors.shape[1]), dtype=np.float32)
+    np.add.at(centroids, leaf_index, vectors)
+    cfg = run_embedding_config(run)
+    return Reference(
+        run=run,
+        vectors=vectors,
+        mean=mean,
+        leaf_ids=leaf_ids,
+        leaf_index=leaf_index,
+        leaves=leaves,
+        is_outlier=np.asarray(run.assignments["is_outlier"].to_list(), dtype=bool),
+        xy=np.column_stack([run.assignments["x"].to_numpy(), run.assignments["y"].to_numpy()]).astype(
+            np.float32
+        ),
+        model_key=run.manifest.get("embedding", {}).get("model_key") or model_key(cfg),
+        centroids=_normalise(centroids),
+    )
+
+
+def transform(ref: Reference, X: np.ndarray) -> np.ndarray:
+    """New vectors into the run's centred space."""
+    if X.shape[1] != ref.vectors.shape[1]:
+        raise UserError(
+            f"new vectors have dimension {X.shape[1]} but the run's have {ref.vectors.shape[1]}: "
+            "they were embedded with a different model"
+        )
+    X = X.astype(np.float32)
+    return _normalise(X - ref.mean) if ref.mean is not None else _normalise(X)
+
+
+def _topk(Q: np.ndarray, R: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 2048):
+    n = Q.shape[0]
+    k = min(k, R.shape[0] - (1 if exclude_self else 0))
+    idx = np.empty((n, k), dtype=np.int64)
+    sim = np.empty((n, k), dtype=np.float32)
+    for s in range(0, n, chunk):
+        S = Q[s : s + chunk] @ R.T
+        if exclude_self:
+            rows = np.arange(S.shape[0])
+            S[rows, s + rows] = -np.inf
+        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        ps = np.take_along_axis(S, part, axis=1)
+        order = np.argsort(-ps, axis=1, kind="stable")
+        idx[s : s + chunk] = np.take_along_axis(part, order, axis=1)
+        sim[s : s + chunk] = np.take_along_axis(ps, order, axis=1)
+    return idx, sim
+
+
+def _knn_distance(sim: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - sim, 0.0, 2.0).mean(axis=1)
+
+
+def calibrate(ref: Reference, method: str, k: int, quantile: float) -> float:
+    """The distance threshold: the ``quantile`` of the run's own rows' distances."""
+    if not 0.0 < quantile <= 1.0:
+        raise UserError(f"--threshold-quantile must be in (0, 1], got {quantile}")
+    if quantile >= 1.0:
+        return float("inf")
+    if method == "knn":
+        if ref.vectors.shape[0] < 2:
+            return float("inf")
+        _, sim = _topk(ref.vectors, ref.vectors, k, exclude_self=True)
+        d = _knn_distance(sim)
+    else:
+        own = np.einsum("ij,ij->i", ref.vectors, ref.centroids[ref.leaf_index])
+        d = 1.0 - own
+    return float(np.quantile(d, quantile))
+
+
+def place(
+    ref: Reference,
+    Q: np.ndarray,
+    *,
+    method: str = "knn",
+    k: int = DEFAULT_K,
+    quantile: float = DEFAULT_QUANTILE,
+) -> Placement:
+    """Place new vectors ``Q`` (already in the run's space, see :func:`transform`)."""
+    if method not in METHODS:
+        raise UserError(f"unknown placement method '{method}' (use {', '.join(METHODS)})")
+    threshold = calibrate(ref, method, k, quantile)
+    n = Q.shape[0]
+    idx, sim = _topk(Q, ref.vectors, k)
+    w = np.clip(sim, 1e-6, None)
+    xy = (ref.xy[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+    outlier_vote = (ref.is_outlier[idx] * w).sum(axis=1) / w.sum(axis=1)
+    if method == "knn":
+        votes = np.zeros((n, len(ref.leaves)), dtype=np.float64)
+        np.add.at(votes, (np.repeat(np.arange(n), idx.shape[1]), ref.leaf_index[idx].ravel()), w.ravel())
+        best = votes.argmax(axis=1)
+        confidence = votes[np.arange(n), best] / votes.sum(axis=1)
+        distance = _knn_distance(sim)
+    else:
+        csim = Q @ ref.centroids.T
+        order = np.argsort(-csim, axis=1)
+        best = order[:, 0]
+        d1 = 1.0 - csim[np.arange(n), best]
+        if csim.shape[1] > 1:
+            d2 = 1.0 - csim[np.arange(n), order[:, 1]]
+            confidence = np.clip(1.0 - d1 / np.maximum(d2, 1e-9), 0.0, 1.0)
+        else:
+            confidence = np.ones(n)
+        distance = d1
+    unassigned = distance > threshold
+    leaf_ids = [None if u else ref.leaves[b] for u, b in zip(unassigned, best, strict=True)]
+    return Placement(
+        leaf_ids=leaf_ids,
+        distance=distance.astype(np.float32),
+        confidence=confidence.astype(np.float32),
+        unassigned=unassigned,
+        is_outlier=unassigned | (outlier_vote > 0.5),
+        xy=xy.astype(np.float32),
+        threshold=threshold,
+    )
+
+
+@dataclass
+class AssignResult:
+    frame: pl.DataFrame
+    rejects: list[dict[str, Any]]
+    threshold: float
+    method: str
+    embed_stats: dict[str, Any]
+
+
+def assign_input(
+    run: Run,
+    input_path: str | Path,
+    *,
+    method: str = "knn",
+    k: int = DEFAULT_K,
+    quantile: float = DEFAULT_QUANTILE,
+    embedding_model: str | None = None,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    progress: bool = True,
+) -> AssignResult:
+    """Read, embed and place ``input_path``'s rows in ``run``'s taxonomy."""
+    from clio.ingest import read_input
+    from embeddings.encoder import embed_texts
+
+    cfg = run_embedding_config(run, embedding_model)
+    ref = reference(run)
+    in_cfg = run.manifest.get("config", {}).get("input", {})
+    ing = read_input(
+        input_path,
+        text_column=text_column,
+        id_column=id_column,
+        max_chars=int(in_cfg.get("max_chars") or 1000),
+    )
+    texts = ing.frame["text"].to_list()
+    X, stats = embed_texts(texts, cfg, progress=progress)
+    placement = place(ref, transform(ref, X), method=method, k=k, quantile=quantile)
+    frame = placement_frame(run, ing.frame, placement)
+    return AssignResult(frame, ing.rejects, placement.threshold, method, stats)
+
+
+def placement_frame(run: Run, conv: pl.DataFrame, p: Placement) -> pl.DataFrame:
+    """The assign output: assignments.parquet's columns, the placement's, then the input's."""
+    tax = run.taxonomy
+    depth = tax.depth
+    stems = level_names(depth)
+    per_level = {lv: row_level_ids(run, lv, p.leaf_ids) for lv in range(depth)}
+    names = {nid: n.name for nid, n in tax.by_id.items()}
+    cols: dict[str, Any] = {
+        "conversation_id": conv["conversation_id"],
+        "leaf_id": pl.Series(p.leaf_ids, dtype=pl.String),
+    }
+    if depth >= 3:
+        cols["mid_id"] = pl.Series(per_level[depth - 2], dtype=pl.String)
+    cols["top_id"] = pl.Series(per_level[0], dtype=pl.String)
+    cols["path"] = pl.Series(
+        [None if lf is None else [n.id for n in tax.path(lf)] for lf in p.leaf_ids],
+        dtype=pl.List(pl.String),
+    )
+    cols["is_outlier"] = pl.Series(p.is_outlier.tolist(), dtype=pl.Boolean)
+    cols["x"] = pl.Series(p.xy[:, 0], dtype=pl.Float32)
+    cols["y"] = pl.Series(p.xy[:, 1], dtype=pl.Float32)
+    cols["unassigned"] = pl.Series(p.unassigned.tolist(), dtype=pl.Boolean)
+    cols["distance"] = pl.Series(p.distance, dtype=pl.Float32)
+    cols["confidence"] = pl.Series(p.confidence, dtype=pl.Float32)
+    cols[f"{stems[0]}_name"] = pl.Series([names.get(x) if x else None for x in per_level[0]], dtype=pl.String)
+    cols[f"{stems[-1]}_name"] = pl.Series([names.get(x) if x else None for x in p.leaf_ids], dtype=pl.String)
+    frame = pl.DataFrame(cols)
+    extra = conv.drop("conversation_id")
+    extra = extra.rename({c: f"input_{c}" for c in extra.columns if c in frame.columns})
+    return pl.concat([frame, extra], how="horizontal")
+
+
+def default_out(run: Run, input_path: str | Path) -> Path:
+    return run.path / f"assign-{Path(input_path).stem}.parquet"
+
+
+def write_output(frame: pl.DataFrame, out: Path, run: Run, model_key: str) -> None:
+    """Parquet (with the run's path and embedding model in its metadata) or CSV, by extension."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    tmp = out.with_name(out.name + ".tmp")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = frame.to_arrow()
+        meta = dict(table.schema.metadata or {})
+        meta[META_RUN] = str(run.path.resolve()).encode()
+        meta[META_MODEL] = model_key.encode()
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+    elif suffix == ".csv":
+        if "conversation" in frame.columns:
+            frame = frame.with_columns(
+                pl.Series(
+                    "conversation",
+                    [None if t is None else json.dumps(t, ensure_ascii=False) for t in frame["conversation"]],
+                    dtype=pl.String,
+                )
+            )
+        frame = frame.with_columns(pl.col("path").list.join("/"))
+        frame.write_csv(tmp)
+    else:
+        raise UserError(f"{out}: output must end in .parquet or .csv")
+    tmp.replace(out)
+
+
+def read_output_run(path: str | Path) -> str | None:
+    """The run directory an assign output belongs to: its Parquet metadata, else its folder."""
+    from clio.rundir import is_run_dir
+
+    p = Path(path)
+    if p.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_schema(p).metadata or {}
+        except Exception as exc:
+            raise UserError(f"{p}: cannot read Parquet: {exc}".splitlines()[0]) from exc
+        if META_RUN in meta and is_run_dir(meta[META_RUN].decode()):
+            return meta[META_RUN].decode()
+    if is_run_dir(p.parent):
+        return str(p.parent)
+    return None
+
+
+def summary(run: Run, frame: pl.DataFrame) -> list[tuple[str, str, int, float]]:
+    """(top id, top name, count, share) per top category, then the unassigned row."""
+    n = max(frame.height, 1)
+    counts = Counter(frame["top_id"].to_list())
+    rows = []
+    for node in sorted(run.taxonomy.roots, key=lambda nd: (-counts.get(nd.id, 0), nd.id)):
+        rows.append((node.id, node.name, counts.get(node.id, 0), counts.get(node.id, 0) / n))
+    rows.append(("-", "(unassigned)", counts.get(None, 0), counts.get(None, 0) / n))
+    return rows
+
+
+def print_summary(run: Run, result: AssignResult, out: Path, file=sys.stdout) -> None:
+    frame = result.frame
+    print(f"{'id':<6} {'rows':>7} {'share':>7}  category", file=file)
+    for nid, name, count, share in summary(run, frame):
+        print(f"{nid:<6} {count:>7} {100 * share:6.1f}%  {name}", file=file)
+    n_un = int(frame["unassigned"].sum())
+    print(
+        f"\n{frame.height} rows placed by {result.method} (distance threshold {result.threshold:.4f}); "
+        f"{n_un} unassigned ({100 * n_un / max(frame.height, 1):.1f}%); written to {out}",
+        file=file,
+    )
+
+
+def self_agreement(ref: Reference, method: str = "knn", k: int = DEFAULT_K) -> np.ndarray:
+    """Leave-one-out placement of the run's own rows: the leaf index each row would be given if
+    it were new (its own vector left out of the neighbours or of its leaf's centroid)."""
+    X = ref.vectors
+    n = X.shape[0]
+    if method == "knn":
+        idx, sim = _topk(X, X, k, exclude_self=True)
+        w = np.clip(sim, 1e-6, None)
+        votes = np.zeros((n, len(ref.leaves)), dtype=np.float64)
+        np.add.at(votes, (np.repeat(np.arange(n), idx.shape[1]), ref.leaf_index[idx].ravel()), w.ravel())
+        return votes.argmax(axis=1)
+    sums = np.zeros((len(ref.leaves), X.shape[1]), dtype=np.float64)
+    np.add.at(sums, ref.leaf_index, X)
+    raw = X @ sums.T
+    norms = np.linalg.norm(sums, axis=1)
+    sims = raw / np.maximum(norms, 1e-9)
+    rows = np.arange(n)
+    own = ref.leaf_index
+    rest = sums[own] - X
+    rest_norm = np.linalg.norm(rest, axis=1)
+    sims[rows, own] = np.where(rest_norm > 1e-9, (raw[rows, own] - 1.0) / np.maximum(rest_norm, 1e-9), -1.0)
+    return sims.argmax(axis=1)

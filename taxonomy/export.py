@@ -1,0 +1,177 @@
+"""Export a run's taxonomy labels per conversation: BailBench CSV, or a full table (CSV, JSONL,
+Parquet).
+
+* ``bailbench``: exactly BailBench's columns ``content,subcategory,category`` (UTF-8, RFC 4180
+  quoting). ``content`` is the conversation's last user turn (for a text-shaped run, the original
+  text column's value), ``category`` the top-level node's name and ``subcategory`` the leaf's (or
+  the chosen level's) name, so the export can be read wherever BailBench is.
+* ``csv`` / ``jsonl`` / ``parquet``: one row per conversation with ``conversation_id``, each
+  level's node id and name (``top_id``, ``top_name``, ``mid_id``, ``mid_name``, ``leaf_id``,
+  ``leaf_name``), ``is_outlier`` and every preserved input column (conversations as JSON text in
+  CSV). An input column whose name collides with these is kept as ``input_<name>``.
+
+``min_cluster_size`` leaves out, for privacy, every node with fewer than K conversations (as Clio
+does before anything leaves the analysis) together with its rows; the export reports which.
+
+Example::
+
+    >>> run = load_run("runs/demo")                                        # doctest: +SKIP
+    >>> frame, dropped = export_frame(run, "bailbench", min_cluster_size=10)  # doctest: +SKIP
+    >>> frame.columns
+    ['content', 'subcategory', 'category']
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from clio.errors import UserError
+from taxonomy.evaluate import level_names, row_level_ids
+
+if TYPE_CHECKING:
+    from clio.rundir import Run
+
+FORMATS = ("bailbench", "csv", "jsonl", "parquet")
+EXTENSIONS = {"bailbench": ".csv", "csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
+BAILBENCH_COLUMNS = ("content", "subcategory", "category")
+
+
+@dataclass
+class Dropped:
+    """Nodes left out by the minimum cluster size, and how many rows went with them."""
+
+    min_cluster_size: int | None = None
+    nodes: list[tuple[str, str, int]] = field(default_factory=list)  # (id, name, size)
+    rows: int = 0
+
+    def summary(self) -> str:
+        if not self.nodes:
+            return f"no node is smaller than {self.min_cluster_size}" if self.min_cluster_size else ""
+        names = ", ".join(f"{i} ({n})" for i, _, n in self.nodes[:10])
+        more = f" and {len(self.nodes) - 10} more" if len(self.nodes) > 10 else ""
+        return (
+            f"left out {len(self.nodes)} nodes smaller than {self.min_cluster_size} conversations "
+            f"({self.rows} rows): {names}{more}"
+        )
+
+
+def last_user_turn(turns: list[dict[str, Any]] | None) -> str:
+    """The content of the last user turn (the last turn's, if no turn is the user's)."""
+    if not turns:
+        return ""
+    for turn in reversed(turns):
+        if (turn.get("role") or "").lower() == "user":
+            return turn.get("content") or ""
+    return turns[-1].get("content") or ""
+
+
+def aligned_conversations(run: Run) -> pl.DataFrame:
+    """The conversations table in the order of the assignments table."""
+    conv = run.conversations
+    ids = run.assignments["conversation_id"]
+    if conv.height == ids.len() and conv["conversation_id"].equals(ids):
+        return conv
+    return pl.DataFrame({"conversation_id": ids}).join(conv, on="conversation_id", how="left")
+
+
+def content_column(run: Run, conv: pl.DataFrame) -> list[str]:
+    """What BailBench calls ``content``: the last user turn, or the original text value."""
+    shape = run.manifest.get("input", {}).get("shape", "text")
+    if shape == "conversation" and "conversation" in conv.columns:
+        return [last_user_turn(t) for t in conv["conversation"].to_list()]
+    source = run.manifest.get("input", {}).get("text_source") or "text"
+    column = source if source in conv.columns else "text"
+    return [("" if v is None else str(v)) for v in conv[column].to_list()]
+
+
+def _levels(run: Run, level: int | None) -> list[int]:
+    depth = run.taxonomy.depth
+    if level is None:
+        return list(range(depth))
+    if not 0 <= level < depth:
+        raise UserError(f"--level {level} does not exist (the taxonomy has levels 0..{depth - 1})")
+    return list(range(level + 1))
+
+
+def _small_nodes(run: Run, ids_per_level: dict[int, list[str | None]], k: int | None) -> Dropped:
+    dropped = Dropped(min_cluster_size=k)
+    if not k:
+        return dropped
+    for level in sorted(ids_per_level):
+        counts = Counter(ids_per_level[level])
+        for node_id, size in sorted(counts.items(), key=lambda kv: (kv[1], str(kv[0]))):
+            if node_id is not None and size < k:
+                dropped.nodes.append((node_id, run.taxonomy.by_id[node_id].name, size))
+    return dropped
+
+
+def export_frame(
+    run: Run, fmt: str, *, level: int | None = None, min_cluster_size: int | None = None
+) -> tuple[pl.DataFrame, Dropped]:
+    """The export table for ``fmt`` and the nodes the minimum cluster size left out."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format '{fmt}' (use one of {', '.join(FORMATS)})")
+    if min_cluster_size is not None and min_cluster_size < 1:
+        raise UserError("--min-cluster-size must be at least 1")
+    levels = _levels(run, level)
+    ids = {lv: row_level_ids(run, lv) for lv in levels}
+    dropped = _small_nodes(run, ids, min_cluster_size)
+    small = {node_id for node_id, _, _ in dropped.nodes}
+    n = run.assignments.height
+    keep = [all(ids[lv][i] not in small for lv in levels) for i in range(n)]
+    dropped.rows = n - sum(keep)
+    conv = aligned_conversations(run)
+    names = {nid: node.name for nid, node in run.taxonomy.by_id.items()}
+    if fmt == "bailbench":
+        frame = pl.DataFrame(
+            {
+                "content": content_column(run, conv),
+                "subcategory": [names[x] for x in ids[levels[-1]]],
+                "category": [names[x] for x in ids[0]],
+            },
+            schema={c: pl.String for c in BAILBENCH_COLUMNS},
+        )
+        return frame.filter(pl.Series(keep)), dropped
+
+    stems = level_names(run.taxonomy.depth)
+    cols: dict[str, Any] = {"conversation_id": run.assignments["conversation_id"]}
+    for lv in levels:
+        cols[f"{stems[lv]}_id"] = pl.Series(ids[lv], dtype=pl.String)
+        cols[f"{stems[lv]}_name"] = pl.Series([names[x] for x in ids[lv]], dtype=pl.String)
+    cols["is_outlier"] = run.assignments["is_outlier"]
+    frame = pl.DataFrame(cols)
+    extra = conv.drop("conversation_id")
+    extra = extra.rename({c: f"input_{c}" for c in extra.columns if c in frame.columns})
+    frame = pl.concat([frame, extra], how="horizontal").filter(pl.Series(keep))
+    if fmt == "csv" and "conversation" in frame.columns:
+        frame = frame.with_columns(
+            pl.Series(
+                "conversation",
+                [None if t is None else json.dumps(t, ensure_ascii=False) for t in frame["conversation"]],
+                dtype=pl.String,
+            )
+        )
+    return frame, dropped
+
+
+def default_out(run: Run, fmt: str, level: int | None) -> Path:
+    suffix = f"-level{level}" if level is not None else ""
+    return run.path / f"export-{fmt}{suffix}{EXTENSIONS[fmt]}"
+
+
+def write_frame(frame: pl.DataFrame, fmt: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if fmt in ("bailbench", "csv"):
+        frame.write_csv(tmp, quote_style="necessary", line_terminator="\n")
+    elif fmt == "jsonl":
+        frame.write_ndjson(tmp)
+    else:
+        frame.write_parquet(tmp)
+    tmp.replace(out)
