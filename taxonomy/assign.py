@@ -335,7 +335,10 @@ def write_output(frame: pl.DataFrame, out: Path, run: Run, model_key: str) -> No
             frame = frame.with_columns(
                 pl.Series(
                     "conversation",
-                    [None if t is None else json.dumps(t, ensure_ascii=False) for t in frame["conversation"]],
+                    [
+                        None if t is None else json.dumps(t, ensure_ascii=False)
+                        for t in frame["conversation"].to_list()
+                    ],
                     dtype=pl.String,
                 )
             )

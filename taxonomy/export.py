@@ -153,7 +153,10 @@ def export_frame(
         frame = frame.with_columns(
             pl.Series(
                 "conversation",
-                [None if t is None else json.dumps(t, ensure_ascii=False) for t in frame["conversation"]],
+                [
+                    None if t is None else json.dumps(t, ensure_ascii=False)
+                    for t in frame["conversation"].to_list()
+                ],
                 dtype=pl.String,
             )
         )
