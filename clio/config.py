@@ -177,6 +177,7 @@ class Config(_Section):
             raise ValueError(f"only one facet may be clustered, got {', '.join(clustered)}")
         if self.llm.facet is not None and self.llm.facet not in names:
             raise ValueError(f"llm.facet '{self.llm.facet}' is not a declared facet")
+        self.cluster_facet()
         return self
 
     def cluster_facet(self) -> FacetConfig | None:
@@ -184,7 +185,7 @@ class Config(_Section):
         wanted = self.llm.facet or next((f.name for f in self.facets if f.clustered), None)
         facet = next((f for f in self.facets if f.name == wanted), None)
         if facet is not None and facet.type != "text":
-            raise ValueError(f"facet '{facet.name}' is not a text facet and cannot be clustered")
+            raise ValueError(f"llm.facet '{facet.name}' is not a text facet and cannot be clustered")
         return facet
 
 
