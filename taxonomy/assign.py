@@ -379,7 +379,8 @@ def summary(run: Run, frame: pl.DataFrame) -> list[tuple[str, str, int, float]]:
     return rows
 
 
-def print_summary(run: Run, result: AssignResult, out: Path, file=sys.stdout) -> None:
+def print_summary(run: Run, result: AssignResult, out: Path, file: Any = None) -> None:
+    file = file or sys.stdout
     frame = result.frame
     print(f"{'id':<6} {'rows':>7} {'share':>7}  category", file=file)
     for nid, name, count, share in summary(run, frame):

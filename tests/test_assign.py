@@ -1,0 +1,125 @@
+"""``bailclio assign``: placing new rows in an existing run's taxonomy with real embeddings."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from clio.cli import main
+from clio.rundir import load_run
+from taxonomy.assign import read_output_run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from small_runs import build_runs  # noqa: E402
+
+OFF_TOPIC = [
+    (
+        "code",
+        "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a",
+    ),
+    (
+        "recipe",
+        "Preheat the oven to 180C. Whisk 3 eggs with 150 g sugar, fold in 150 g flour and bake 25 minutes.",
+    ),
+]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    return build_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def assigned(runs, tmp_path_factory):
+    """Held-out BailBench rows plus two off-topic texts and one empty row, assigned once."""
+    folder = tmp_path_factory.mktemp("assign")
+    held = pl.read_csv(runs["heldout_csv"], schema_overrides={"id": pl.String})
+    extra = pl.DataFrame(
+        {
+            "id": [f"off-{name}" for name, _ in OFF_TOPIC] + ["empty"],
+            "content": [text for _, text in OFF_TOPIC] + [""],
+            "subcategory": ["none"] * 3,
+            "category": ["none"] * 3,
+        }
+    )
+    new = folder / "new.csv"
+    pl.concat([held, extra]).write_csv(new)
+    out = folder / "placed.parquet"
+    rc = main(["assign", str(runs["full"]), str(new), "--out", str(out), "--quiet"])
+    return {"rc": rc, "out": out, "new": new, "held": held}
+
+
+def test_assign_writes_one_row_per_accepted_input_row(assigned, runs):
+    assert assigned["rc"] == 0
+    frame = pl.read_parquet(assigned["out"])
+    assert frame.height == 62  # 60 held out + 2 off-topic; the empty row is rejected
+    for col in ("conversation_id", "leaf_id", "top_id", "path", "is_outlier", "x", "y"):
+        assert col in frame.columns
+    for col in ("unassigned", "distance", "confidence", "content", "category"):
+        assert col in frame.columns
+    placed = frame.filter(~pl.col("unassigned"))
+    run = load_run(runs["full"])
+    leaves = set(run.assignments["leaf_id"].to_list())
+    assert set(placed["leaf_id"].to_list()) <= leaves
+    for leaf, path, top in zip(placed["leaf_id"], placed["path"], placed["top_id"], strict=True):
+        assert list(path) == [n.id for n in run.taxonomy.path(leaf)] and path[0] == top
+    assert placed["confidence"].min() > 0 and placed["confidence"].max() <= 1.0
+    rejects = assigned["out"].with_name("placed.rejects.jsonl")
+    assert rejects.exists() and '"empty text"' in rejects.read_text()
+    assert read_output_run(assigned["out"]) == str(runs["full"].resolve())
+
+
+def test_off_topic_texts_are_left_unassigned(assigned):
+    frame = pl.read_parquet(assigned["out"])
+    off = frame.filter(pl.col("conversation_id").str.starts_with("off-"))
+    assert off["unassigned"].to_list() == [True, True]
+    assert off["leaf_id"].null_count() == 2 and off["is_outlier"].all()
+    held = frame.filter(~pl.col("conversation_id").str.starts_with("off-"))
+    assert held["unassigned"].mean() < 0.2
+    assert held["distance"].median() < off["distance"].min()
+
+
+def test_assigned_leaves_mostly_hold_the_rows_true_category(assigned, runs):
+    run = load_run(runs["full"])
+    cats = run.conversations["category"].to_list()
+    by_leaf: dict[str, Counter] = {}
+    for leaf, cat in zip(run.assignments["leaf_id"].to_list(), cats, strict=True):
+        by_leaf.setdefault(leaf, Counter())[cat] += 1
+    frame = pl.read_parquet(assigned["out"]).filter(~pl.col("unassigned"))
+    frame = frame.filter(~pl.col("conversation_id").str.starts_with("off-"))
+    hits = [
+        by_leaf[lf].most_common(1)[0][0] == c
+        for lf, c in zip(frame["leaf_id"], frame["category"], strict=True)
+    ]
+    assert sum(hits) / len(hits) >= 0.5
+
+
+def test_csv_output_and_quantile_one_never_leaves_rows_unassigned(assigned, runs, tmp_path, capsys):
+    out = tmp_path / "all.csv"
+    argv = ["assign", str(runs["full"]), str(assigned["new"]), "--out", str(out), "--quiet"]
+    assert main([*argv, "--threshold-quantile", "1", "--method", "centroid"]) == 0
+    printed = capsys.readouterr().out
+    assert "(unassigned)" in printed and "0 unassigned" in printed
+    frame = pl.read_csv(out)
+    assert frame.height == 62 and frame["leaf_id"].null_count() == 0
+
+
+def test_a_different_embedding_model_is_refused(assigned, runs, capsys):
+    argv = ["assign", str(runs["full"]), str(assigned["new"]), "--embedding-model", "paraphrase-MiniLM-L3-v2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not the run's embedding model" in err
+
+
+def test_a_run_without_embeddings_is_refused(assigned, runs, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["full"], broken)
+    (broken / "embeddings.npy").unlink()
+    assert main(["assign", str(broken), str(assigned["new"]), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "embeddings.npy is missing" in err
