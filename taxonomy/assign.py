@@ -17,9 +17,11 @@ rather than forced into a leaf. Map coordinates ``x, y`` are the similarity-weig
 nearest run rows' coordinates. ``is_outlier`` is true for unassigned rows and for rows whose
 nearest run rows are mostly outliers themselves.
 
-bench/assign_accuracy.py measures both methods on a 70/30 split of BailBench; kNN is the default
-because it is the more accurate there (see the README of that script's output in the module
-docstring of the bench).
+bench/assign_accuracy.py measures both on 70/30 splits of BailBench (medians over 3 seeds): the
+run's own rows placed leave-one-out land back in their own leaf 87% of the time with kNN (k=10)
+against 79% with the nearest centroid, and in their own top category 92% against 87%; the held-out
+rows' majority-category accuracy is 0.63 for both, next to a ceiling of 0.65 set by the leaves'
+own purity. kNN is the default for its better self-agreement.
 """
 
 from __future__ import annotations
