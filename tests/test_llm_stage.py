@@ -244,12 +244,22 @@ def test_rerun_into_the_same_directory_makes_no_calls(
     assert again.assignments.equals(main_run.result.assignments)
 
 
+@pytest.mark.parametrize(
+    ("kill_after", "latency_ms"),
+    [(30, 40), (84, 150)],
+    ids=["during-facets", "during-names"],
+)
 def test_killed_run_resumes_without_repeating_completed_calls(
-    main_run: Done, server: ScriptedServer, llm_input: Path, tmp_path: Path
+    main_run: Done,
+    server: ScriptedServer,
+    llm_input: Path,
+    tmp_path: Path,
+    kill_after: int,
+    latency_ms: int,
 ) -> None:
     from clio.llm.cache import LLMCache
 
-    server.latency_ms = 40
+    server.latency_ms = latency_ms
     cache = tmp_path / "cache.sqlite"
     out = tmp_path / "run"
     cmd = [
@@ -260,7 +270,7 @@ def test_killed_run_resumes_without_repeating_completed_calls(
     child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
-        while len(server.requests) < 30 and time.monotonic() < deadline:
+        while len(server.requests) < kill_after and time.monotonic() < deadline:
             assert child.poll() is None, "the run finished before it could be killed"
             time.sleep(0.01)
         os.kill(child.pid, signal.SIGKILL)
@@ -270,7 +280,7 @@ def test_killed_run_resumes_without_repeating_completed_calls(
     c = LLMCache(cache)
     done = len(c)
     c.close()
-    assert 20 <= done < len(main_run.requests)
+    assert kill_after - 8 <= done < len(main_run.requests)
     assert server.wait_idle(10)
     server.reset()
     server.latency_ms = 0
