@@ -225,7 +225,7 @@ def parent_requests(
     return out
 
 
-def _stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k in STAT_KEYS:
         v = after.get(k, 0) - before.get(k, 0)
@@ -304,7 +304,7 @@ def name_hierarchy(
     for g, name in fixed_leaves.items():
         leaves[g] = NodeName(name, None, "fixed")
     _dedupe(leaves)
-    stats["leaf"] = {"nodes": len(leaf_ids), "requests": len(reqs), **_stats_delta(before, backend.stats())}
+    stats["leaf"] = {"nodes": len(leaf_ids), "requests": len(reqs), **stats_delta(before, backend.stats())}
 
     levels: list[dict[int, NodeName]] = [{}, {}, leaves]
     parent_maps = [top_of_mid, mid_of_leaf]  # child -> parent for level 0 and level 1
@@ -337,7 +337,7 @@ def name_hierarchy(
         stats[LEVEL_NAMES[level]] = {
             "nodes": len(ids),
             "requests": len(reqs),
-            **_stats_delta(before, backend.stats()),
+            **stats_delta(before, backend.stats()),
         }
     for level, nodes in enumerate(levels):
         st = stats[LEVEL_NAMES[level]]

@@ -32,7 +32,7 @@ import polars as pl
 
 from clio.config import Config, FacetConfig
 from clio.errors import UserError
-from clio.llm_naming import STAT_KEYS, NamingResult, _stats_delta, name_hierarchy
+from clio.llm_naming import STAT_KEYS, NamingResult, name_hierarchy, stats_delta
 
 
 def default_cache_path(cfg: Config) -> Path:
@@ -94,7 +94,7 @@ class LLMStage:
         for f in cfg.facets:
             dtype = pl.Int64 if f.type == "integer" else pl.String
             columns.append(pl.Series(f"facet_{f.name}", res.column(f.name), dtype=dtype))
-        columns.append(pl.Series("facet_error", res.errors, dtype=pl.String))
+        columns.append(pl.Series("facets_error", res.errors, dtype=pl.String))
         frame = frame.with_columns(columns)
         assert self.facet is not None
         summary = res.column(self.facet.name)
@@ -112,7 +112,7 @@ class LLMStage:
             "failed_rows": res.n_failed,
             "clustered_on_text": self.facet_fallback_rows,
             "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:10]),
-            **_stats_delta(before, self.backend.stats()),
+            **stats_delta(before, self.backend.stats()),
         }
         if res.n_failed:
             _say(

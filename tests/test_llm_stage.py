@@ -137,7 +137,7 @@ def test_facet_columns_hold_the_replies(main_run: Done, rows: list[dict[str, Any
         assert rec["facet_bail_reason"] == expected["bail_reason"]
         assert rec["facet_concern"] == expected["concern"]
         assert rec["facet_language"] == "English"
-        assert rec["facet_error"] is None
+        assert rec["facets_error"] is None
     assert main_run.result.manifest["counts"]["facet_fallback_rows"] == 0
 
 
@@ -316,8 +316,8 @@ def test_failed_calls_fall_back_visibly_and_never_drop_rows(
     gore = conv.filter(pl.col("conversation_id").str.starts_with("gore-"))
     assert gore.height == 10
     assert gore["facet_bail_reason"].null_count() == 10 and gore["facet_concern"].null_count() == 10
-    assert all("http 500" in e for e in gore["facet_error"].to_list())
-    assert conv.filter(~pl.col("conversation_id").str.starts_with("gore-"))["facet_error"].null_count() == 70
+    assert all("http 500" in e for e in gore["facets_error"].to_list())
+    assert conv.filter(~pl.col("conversation_id").str.starts_with("gore-"))["facets_error"].null_count() == 70
     llm = res.manifest["llm"]["stages"]
     assert llm["facets"]["failed_rows"] == 10 and llm["facets"]["clustered_on_text"] == 10
     assert res.manifest["counts"]["facet_fallback_rows"] == 10

@@ -136,7 +136,7 @@ def test_run_with_vllm_serve_uses_structured_outputs_and_the_cache(vllm_server: 
     assert facets["rows"] == 24 and facets["calls"] >= 24
     assert facets["ok_rows"] + facets["failed_rows"] == 24
     conv = pl.read_parquet(res.path / "conversations.parquet")
-    ok = conv.filter(pl.col("facet_error").is_null())
+    ok = conv.filter(pl.col("facets_error").is_null())
     assert ok.height == facets["ok_rows"]
     # Whatever the random model says, constrained decoding keeps answers inside the schema.
     assert ok["facet_concern"].is_between(1, 5).all()
