@@ -114,6 +114,7 @@ def reduce_vectors(
         init="spectral" if n > n_comp + 1 else "random",
     )
     warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
     t0 = time.perf_counter()
     space = UMAP(n_components=n_comp, min_dist=cfg.min_dist, **common).fit_transform(X)
     info["space_s"] = round(time.perf_counter() - t0, 3)
