@@ -113,13 +113,15 @@ def reduce_vectors(
         precomputed_knn=(knn_idx, knn_dist, knn_index),
         init="spectral" if n > n_comp + 1 else "random",
     )
-    warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
-    warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
-    t0 = time.perf_counter()
-    space = UMAP(n_components=n_comp, min_dist=cfg.min_dist, **common).fit_transform(X)
-    info["space_s"] = round(time.perf_counter() - t0, 3)
-    t0 = time.perf_counter()
-    xy = UMAP(n_components=2, min_dist=cfg.map_min_dist, **common).fit_transform(X)
-    info["map_s"] = round(time.perf_counter() - t0, 3)
+    with warnings.catch_warnings():
+        # Expected with a precomputed graph and a fixed seed; nothing for the user to act on.
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
+        t0 = time.perf_counter()
+        space = UMAP(n_components=n_comp, min_dist=cfg.min_dist, **common).fit_transform(X)
+        info["space_s"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        xy = UMAP(n_components=2, min_dist=cfg.map_min_dist, **common).fit_transform(X)
+        info["map_s"] = round(time.perf_counter() - t0, 3)
     info.update(n_neighbors=k, n_components=n_comp)
     return space.astype(np.float32), xy.astype(np.float32), info
