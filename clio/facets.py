@@ -64,6 +64,8 @@ _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
 _PHONE_RE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{6,}\d(?!\w)")
 BAIL_CONTEXT_COLUMNS = ("model", "bail_method", "journal")
+# Text answers are one line of printable text; constrained decoding enforces it as well.
+ONE_LINE = r"^[^\x00-\x1f]*$"
 
 
 def escape_delimiters(text: str) -> str:
@@ -93,7 +95,10 @@ def facet_model(facets: Sequence[FacetConfig]) -> type[BaseModel]:
     for f in facets:
         desc = f.question
         if f.type == "text":
-            ann: Any = Annotated[str, Field(min_length=1, max_length=f.max_chars, description=desc)]
+            ann: Any = Annotated[
+                str,
+                Field(min_length=1, max_length=f.max_chars, pattern=ONE_LINE, description=desc),
+            ]
         elif f.type == "integer":
             ann = Annotated[int, Field(ge=f.minimum, le=f.maximum, description=desc)]
         else:

