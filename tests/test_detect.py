@@ -32,7 +32,7 @@ from detect_model import simulated_model  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 LOG = math.log
-REFERENCE = Path("/work/shared/docs/bail-protocol.md")
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "bail-protocol.md"
 
 CONVERSATIONS = [
     {

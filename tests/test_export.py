@@ -20,7 +20,7 @@ from taxonomy.model import Node, Taxonomy
 sys.path.insert(0, str(Path(__file__).parent))
 from small_runs import build_runs  # noqa: E402
 
-SHARED_BAILBENCH = Path("/work/shared/data/bailbench.csv")
+SHARED_BAILBENCH = Path(__file__).resolve().parents[1] / "data" / "bailbench.csv"  # the published file
 
 
 @pytest.fixture(scope="session")
