@@ -29,26 +29,15 @@ import numpy as np
 import polars as pl
 
 from clio.errors import UserError
+from clio.stats import wilson_interval
 from taxonomy.evaluate import row_level_ids
 
 if TYPE_CHECKING:
     from clio.rundir import Run
 
-Z95 = 1.959963984540054
 UNASSIGNED = "(unassigned)"
 CENTROID_WEIGHT = 0.8
 DEFAULT_THRESHOLD = 0.35
-
-
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of k/n; (0, 1) when n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def newcombe_interval(k_a: int, n_a: int, k_b: int, n_b: int) -> tuple[float, float]:

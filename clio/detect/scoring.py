@@ -4,7 +4,7 @@
 * :func:`said_bail_string` / :func:`called_bail_tool` decide the string and tool methods.
 * :func:`symbol_masses` / :func:`p_bail_from_logprobs` turn first-token ``top_logprobs`` into
   P(bail) for the prompt method; :func:`sampled_symbol` counts symbols in sampled replies.
-* :func:`wilson_interval` gives the 95% interval of a rate.
+* :func:`wilson_interval` (from :mod:`clio.stats`) gives the 95% interval of a rate.
 
 The multi-token rule
 --------------------
@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from clio.detect.protocol import BAIL_KEYWORD, BAIL_SYMBOL, CONTINUE_SYMBOL, TOOL_NAME
+from clio.stats import wilson_interval as wilson_interval  # re-exported
 
 BAIL = "bail"
 CONTINUE = "continue"
@@ -303,21 +304,3 @@ def p_bail_from_samples(texts: Iterable[str]) -> tuple[float | None, int, int]:
             n_cont += 1
     total = n_bail + n_cont
     return (None if total == 0 else n_bail / total), n_bail, n_cont
-
-
-# ---------------------------------------------------------------- rates
-
-
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a binomial rate k/n (95% by default); (0, 1) when n is 0.
-
-    >>> [round(x, 4) for x in wilson_interval(5, 100)]
-    [0.0215, 0.1118]
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
