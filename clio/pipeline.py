@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
@@ -28,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,47 +37,16 @@ from clio import __version__, rundir
 from clio.config import Config
 from clio.errors import UserError
 from clio.ingest import Ingested, read_input
+from clio.provenance import VERSIONED_PACKAGES as VERSIONED_PACKAGES  # re-exported
+from clio.provenance import file_sha256, package_versions
 from taxonomy.model import FORMAT_VERSION, Node, Taxonomy
 
-VERSIONED_PACKAGES = (
-    "numpy",
-    "polars",
-    "pyarrow",
-    "scikit-learn",
-    "umap-learn",
-    "pynndescent",
-    "hdbscan",
-    "numba",
-    "sentence-transformers",
-    "transformers",
-    "torch",
-    "openai",
-    "streamlit",
-)
 LEVEL_PREFIX = ("T", "M", "L")  # top, intermediate, leaf
 OUTLIER_NAME = "Unclustered (HDBSCAN noise)"
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "bailclio": __version__}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def ensure_numba_cache() -> None:

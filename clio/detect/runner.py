@@ -56,14 +56,10 @@ Decisions and outputs
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import platform
 import sys
 import time
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,10 +70,13 @@ from clio.config import Config
 from clio.detect import protocol, scoring
 from clio.errors import UserError
 from clio.llm.base import ChatRequest, ChatResult, LLMBackend
+from clio.provenance import file_sha256, package_versions
 
 METHODS = ("prompt", "string", "tool")
 # When a turn bails by several methods, bails.parquet names the first of these.
 METHOD_PRIORITY = ("prompt", "tool", "string")
+# Packages whose versions the detect manifest records.
+DETECT_PACKAGES = ("polars", "openai", "httpx", "pyarrow")
 CHAT_ROLES = ("system", "user", "assistant")
 
 DETECTION_SCHEMA: dict[str, Any] = {
@@ -802,24 +801,6 @@ def rates_table(rates: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def versions() -> dict[str, str]:
-    from clio import __version__
-
-    out = {"bailclio": __version__, "python": platform.python_version()}
-    for pkg in ("polars", "openai", "httpx", "pyarrow"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -945,7 +926,7 @@ def run_detect(
         "method_priority": list(METHOD_PRIORITY),
         "config": config.model_dump(mode="json"),
         "input": {"path": str(src), "sha256": file_sha256(src)},
-        "versions": versions(),
+        "versions": package_versions(DETECT_PACKAGES),
         "timings": {
             "load_s": round(load_s, 3),
             **{k: round(v, 3) for k, v in det.timings.items()},
