@@ -41,19 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clio.config import Config
 from clio.facets import escape_delimiters, scrub_pii
-from clio.llm.base import ChatRequest, LLMBackend
+from clio.llm.base import STAT_KEYS, ChatRequest, LLMBackend
 
 LEVEL_NAMES = ("top", "intermediate", "leaf")
-STAT_KEYS = (
-    "calls",
-    "cache_hits",
-    "failures",
-    "retries",
-    "budget_skipped",
-    "prompt_tokens",
-    "completion_tokens",
-    "wall_s",
-)
 
 
 class ClusterName(BaseModel):

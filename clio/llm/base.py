@@ -19,6 +19,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+# The counters every back-end keeps and ``stats()`` reports (``wall_s`` in seconds).
+STAT_KEYS = (
+    "calls",
+    "cache_hits",
+    "failures",
+    "retries",
+    "budget_skipped",
+    "prompt_tokens",
+    "completion_tokens",
+    "wall_s",
+)
+
 
 @dataclass(frozen=True)
 class ChatRequest:
@@ -106,3 +118,36 @@ class LLMBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class BackendStats:
+    """What the back-ends share: request defaults, the budget flag and the :data:`STAT_KEYS`
+    counters. A back-end sets ``model``, ``default_max_tokens`` and ``default_temperature`` and
+    calls :meth:`_init_stats` in its constructor."""
+
+    name: str
+    model: str
+    default_max_tokens: int
+    default_temperature: float
+    _budget_hit: bool
+    _stats: dict[str, float]
+
+    def _init_stats(self) -> None:
+        self._budget_hit = False
+        self._stats = dict.fromkeys(STAT_KEYS, 0)
+        self._stats["wall_s"] = 0.0
+
+    def make_request(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatRequest:
+        """A :class:`ChatRequest` with this back-end's configured max_tokens and temperature."""
+        kwargs.setdefault("max_tokens", self.default_max_tokens)
+        kwargs.setdefault("temperature", self.default_temperature)
+        return ChatRequest(messages=messages, **kwargs)
+
+    @property
+    def budget_exhausted(self) -> bool:
+        return self._budget_hit
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": self.name, "model": self.model}
+        out.update({k: (round(v, 3) if k == "wall_s" else int(v)) for k, v in self._stats.items()})
+        return out

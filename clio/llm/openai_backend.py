@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clio.llm.base import ChatRequest, ChatResult, Choice, ToolCall
+from clio.llm.base import BackendStats, ChatRequest, ChatResult, Choice, ToolCall
 from clio.llm.cache import LLMCache
 
 _JSON_MODES = ("json_schema", "json_object", "prompt")
@@ -88,7 +88,7 @@ class _Budget(Exception):
     pass
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendStats):
     """OpenAI-compatible HTTP back-end with bounded concurrency, retries, budget and cache."""
 
     name = "openai"
@@ -130,36 +130,12 @@ class OpenAIBackend:
         self.backoff_max_s = backoff_max_s
         self.retry_after_max_s = retry_after_max_s
         self.progress = progress
-        self._budget_hit = False
         self._ssl_context: ssl.SSLContext | None = None
-        self._stats: dict[str, float] = dict.fromkeys(
-            (
-                "calls",
-                "cache_hits",
-                "failures",
-                "retries",
-                "budget_skipped",
-                "prompt_tokens",
-                "completion_tokens",
-                "wall_s",
-            ),
-            0,
-        )
+        self._init_stats()
 
     # ---- public API --------------------------------------------------------------------------
-    def make_request(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatRequest:
-        """A :class:`ChatRequest` with this back-end's configured max_tokens and temperature."""
-        kwargs.setdefault("max_tokens", self.default_max_tokens)
-        kwargs.setdefault("temperature", self.default_temperature)
-        return ChatRequest(messages=messages, **kwargs)
-
-    @property
-    def budget_exhausted(self) -> bool:
-        return self._budget_hit
-
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.name, "model": self.model}
-        out.update({k: (round(v, 3) if k == "wall_s" else int(v)) for k, v in self._stats.items()})
+        out = super().stats()
         out["json_mode"] = self.json_mode
         return out
 
@@ -366,9 +342,7 @@ class OpenAIBackend:
                 for tc in (msg.tool_calls or [])
                 if getattr(tc, "function", None) is not None
             ]
-            choice = Choice(
-                text=msg.content or "", tool_calls=calls, finish_reason=ch.finish_reason
-            )
+            choice = Choice(text=msg.content or "", tool_calls=calls, finish_reason=ch.finish_reason)
             content = getattr(ch.logprobs, "content", None) if ch.logprobs is not None else None
             if content is not None:
                 choice.top_logprobs = []

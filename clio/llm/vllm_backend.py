@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clio.errors import UserError
-from clio.llm.base import ChatRequest, ChatResult, Choice
+from clio.llm.base import BackendStats, ChatRequest, ChatResult, Choice
 from clio.llm.cache import LLMCache
 
 
@@ -35,7 +35,7 @@ def _json_constraint(schema: dict[str, Any]) -> dict[str, Any]:
         return {"guided_decoding": GuidedDecodingParams(json=schema)}
 
 
-class VLLMBackend:
+class VLLMBackend(BackendStats):
     """In-process vLLM engine behind the :class:`~clio.llm.base.LLMBackend` interface."""
 
     name = "vllm"
@@ -69,26 +69,8 @@ class VLLMBackend:
         self.default_temperature = default_temperature
         self.batch_size = max(1, batch_size)
         self.progress = progress
-        self._budget_hit = False
-        self._stats: dict[str, float] = dict.fromkeys(
-            ("calls", "cache_hits", "failures", "retries", "budget_skipped"), 0
-        )
-        self._stats.update(prompt_tokens=0, completion_tokens=0, wall_s=0.0)
+        self._init_stats()
         self.llm = vllm.LLM(model=model, **(engine_kwargs or {}))
-
-    def make_request(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatRequest:
-        kwargs.setdefault("max_tokens", self.default_max_tokens)
-        kwargs.setdefault("temperature", self.default_temperature)
-        return ChatRequest(messages=messages, **kwargs)
-
-    @property
-    def budget_exhausted(self) -> bool:
-        return self._budget_hit
-
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.name, "model": self.model}
-        out.update({k: (round(v, 3) if k == "wall_s" else int(v)) for k, v in self._stats.items()})
-        return out
 
     def close(self) -> None:
         if self.cache is not None:
@@ -221,9 +203,7 @@ def _to_result(out: Any, top_k: int | None) -> ChatResult:
             choice.top_logprobs, choice.tokens, choice.token_logprobs = [], [], []
             for token_id, position in zip(comp.token_ids, comp.logprobs, strict=False):
                 ranked = sorted(position.values(), key=lambda lp: lp.rank or 0)
-                alts = {
-                    (lp.decoded_token or ""): float(lp.logprob) for lp in ranked[: max(top_k, 1)]
-                }
+                alts = {(lp.decoded_token or ""): float(lp.logprob) for lp in ranked[: max(top_k, 1)]}
                 sampled = position.get(token_id)
                 if sampled is not None:
                     alts.setdefault(sampled.decoded_token or "", float(sampled.logprob))
