@@ -26,7 +26,6 @@ own purity. kNN is the default for its better self-agreement.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import polars as pl
 
 from clio.errors import UserError
 from taxonomy.evaluate import level_names, row_level_ids
+from taxonomy.export import conversation_as_json_text
 
 if TYPE_CHECKING:
     from clio.config import EmbeddingConfig
@@ -333,17 +333,7 @@ def write_output(frame: pl.DataFrame, out: Path, run: Run, model_key: str) -> No
         meta[META_MODEL] = model_key.encode()
         pq.write_table(table.replace_schema_metadata(meta), tmp)
     elif suffix == ".csv":
-        if "conversation" in frame.columns:
-            frame = frame.with_columns(
-                pl.Series(
-                    "conversation",
-                    [
-                        None if t is None else json.dumps(t, ensure_ascii=False)
-                        for t in frame["conversation"].to_list()
-                    ],
-                    dtype=pl.String,
-                )
-            )
+        frame = conversation_as_json_text(frame)
         frame = frame.with_columns(pl.col("path").list.join("/"))
         frame.write_csv(tmp)
     else:

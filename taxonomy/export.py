@@ -149,18 +149,25 @@ def export_frame(
     extra = conv.drop("conversation_id")
     extra = extra.rename({c: f"input_{c}" for c in extra.columns if c in frame.columns})
     frame = pl.concat([frame, extra], how="horizontal").filter(pl.Series(keep))
-    if fmt == "csv" and "conversation" in frame.columns:
-        frame = frame.with_columns(
-            pl.Series(
-                "conversation",
-                [
-                    None if t is None else json.dumps(t, ensure_ascii=False)
-                    for t in frame["conversation"].to_list()
-                ],
-                dtype=pl.String,
-            )
-        )
+    if fmt == "csv":
+        frame = conversation_as_json_text(frame)
     return frame, dropped
+
+
+def conversation_as_json_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its ``conversation`` list column (if any) as JSON text, for CSV output."""
+    if "conversation" not in frame.columns:
+        return frame
+    return frame.with_columns(
+        pl.Series(
+            "conversation",
+            [
+                None if t is None else json.dumps(t, ensure_ascii=False)
+                for t in frame["conversation"].to_list()
+            ],
+            dtype=pl.String,
+        )
+    )
 
 
 def default_out(run: Run, fmt: str, level: int | None) -> Path:
