@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from explorer_runs import copy_run, transcript_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -48,3 +49,15 @@ def small_run(bailbench_sample: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("runs") / "small"
     run(bailbench_sample, out, Config(), force=True, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The explorer tests' run over chat transcripts (tests/explorer_runs.py), built once."""
+    return transcript_run(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def run_dir(base_run: Path, tmp_path: Path) -> Path:
+    """A private copy of ``base_run`` at ``tmp_path/runs/r1``; ``tmp_path/runs`` is a runs root."""
+    return copy_run(base_run, tmp_path / "runs" / "r1")

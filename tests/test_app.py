@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run, transcript_run
+from explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run
 from streamlit.testing.v1 import AppTest
 
 from clio.cli import main as cli_main
@@ -23,16 +23,6 @@ from explorer import data as D
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="session")
-def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return transcript_run(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def run_dir(base_run: Path, tmp_path: Path) -> Path:
-    return copy_run(base_run, tmp_path / "runs" / "r1")
 
 
 def open_app(root: Path) -> AppTest:

@@ -7,23 +7,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from explorer_runs import copy_run, transcript_run
 
 from clio.errors import UserError
 from clio.rundir import load_run
 from taxonomy import curation as C
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="session")
-def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return transcript_run(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def run_dir(base_run: Path, tmp_path: Path) -> Path:
-    return copy_run(base_run, tmp_path / "run")
 
 
 def sibling_leaves(run):
