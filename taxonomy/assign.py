@@ -22,6 +22,9 @@ run's own rows placed leave-one-out land back in their own leaf 87% of the time 
 against 79% with the nearest centroid, and in their own top category 92% against 87%; the held-out
 rows' majority-category accuracy is 0.63 for both, next to a ceiling of 0.65 set by the leaves'
 own purity. kNN is the default for its better self-agreement.
+
+With ``--llm`` an LLM picks each row's leaf from a shortlist the embedding placement proposes, and
+the embedding placement is the fallback when a call fails: see :mod:`taxonomy.assign_llm`.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ import numpy as np
 import polars as pl
 
 from clio.errors import UserError
+from taxonomy.assign_llm import DEFAULT_SHORTLIST
 from taxonomy.evaluate import level_names, row_level_ids
 from taxonomy.export import conversation_as_json_text
 
 if TYPE_CHECKING:
-    from clio.config import EmbeddingConfig
+    from clio.config import Config, EmbeddingConfig
     from clio.rundir import Run
 
 METHODS = ("knn", "centroid")
@@ -75,6 +79,12 @@ class Placement:
     is_outlier: np.ndarray
     xy: np.ndarray
     threshold: float
+    # before the threshold: the leaf index each row would get, and its neighbours' outlier share
+    winner: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    neighbour_outlier: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # [rows, leaves]: the kNN similarity vote and the cosine similarity to each leaf centroid
+    votes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    centroid_sim: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -212,14 +222,14 @@ def place(
     w = np.clip(sim, 1e-6, None)
     xy = (ref.xy[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
     outlier_vote = (ref.is_outlier[idx] * w).sum(axis=1) / w.sum(axis=1)
+    votes = np.zeros((n, len(ref.leaves)), dtype=np.float64)
+    np.add.at(votes, (np.repeat(np.arange(n), idx.shape[1]), ref.leaf_index[idx].ravel()), w.ravel())
+    csim = Q @ ref.centroids.T
     if method == "knn":
-        votes = np.zeros((n, len(ref.leaves)), dtype=np.float64)
-        np.add.at(votes, (np.repeat(np.arange(n), idx.shape[1]), ref.leaf_index[idx].ravel()), w.ravel())
         best = votes.argmax(axis=1)
         confidence = votes[np.arange(n), best] / votes.sum(axis=1)
         distance = _knn_distance(sim)
     else:
-        csim = Q @ ref.centroids.T
         order = np.argsort(-csim, axis=1)
         best = order[:, 0]
         d1 = 1.0 - csim[np.arange(n), best]
@@ -239,6 +249,10 @@ def place(
         is_outlier=unassigned | (outlier_vote > 0.5),
         xy=xy.astype(np.float32),
         threshold=threshold,
+        winner=best.astype(np.int64),
+        neighbour_outlier=outlier_vote > 0.5,
+        votes=votes,
+        centroid_sim=csim,
     )
 
 
@@ -249,6 +263,7 @@ class AssignResult:
     threshold: float
     method: str
     embed_stats: dict[str, Any]
+    llm: dict[str, Any] | None = None  # with --llm: counts and the back-end's counters
 
 
 def assign_input(
@@ -262,8 +277,12 @@ def assign_input(
     text_column: str | None = None,
     id_column: str | None = None,
     progress: bool = True,
+    llm_config: Config | None = None,
+    shortlist: int = DEFAULT_SHORTLIST,
 ) -> AssignResult:
-    """Read, embed and place ``input_path``'s rows in ``run``'s taxonomy."""
+    """Read, embed and place ``input_path``'s rows in ``run``'s taxonomy; with ``llm_config``
+    (``llm.backend`` set) an LLM then picks each row's leaf from a shortlist
+    (:mod:`taxonomy.assign_llm`)."""
     from clio.ingest import read_input
     from embeddings.encoder import embed_texts
 
@@ -279,12 +298,105 @@ def assign_input(
     texts = ing.frame["text"].to_list()
     X, stats = embed_texts(texts, cfg, progress=progress)
     placement = place(ref, transform(ref, X), method=method, k=k, quantile=quantile)
-    frame = placement_frame(run, ing.frame, placement)
-    return AssignResult(frame, ing.rejects, placement.threshold, method, stats)
+    if llm_config is None or llm_config.llm.backend == "none":
+        frame = placement_frame(run, ing.frame, placement)
+        return AssignResult(frame, ing.rejects, placement.threshold, method, stats)
+    frame, report = llm_placement(run, ref, ing.frame, placement, llm_config, shortlist, progress)
+    return AssignResult(frame, ing.rejects, placement.threshold, method, stats, report)
 
 
-def placement_frame(run: Run, conv: pl.DataFrame, p: Placement) -> pl.DataFrame:
-    """The assign output: assignments.parquet's columns, the placement's, then the input's."""
+def llm_placement(
+    run: Run,
+    ref: Reference,
+    conv: pl.DataFrame,
+    p: Placement,
+    cfg: Config,
+    shortlist: int,
+    progress: bool,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The LLM's pick from each row's shortlist, the embedding placement where a call failed."""
+    from clio.llm import make_backend
+    from clio.llm_stage import default_cache_path
+    from taxonomy.assign_llm import NONE, classify, shortlists
+
+    if shortlist < 1:
+        raise UserError("--shortlist must be at least 1")
+    tax = run.taxonomy
+    excluded = {n.id for n in tax.leaves if n.extra.get("is_outlier_node")}
+    offered = [lf for lf in ref.leaves if lf not in excluded]
+    if not offered:
+        raise UserError(f"{run.path}: the run has no leaf but the outlier leaf to choose from")
+    lists = shortlists(ref.leaves, p.winner, p.votes, p.centroid_sim, shortlist, excluded)
+    cache_path = default_cache_path(cfg)
+    backend = make_backend(cfg.llm, cache_path, progress=progress)
+    assert backend is not None
+    try:
+        texts = conv["text"].to_list()
+        turns = conv["conversation"].to_list() if "conversation" in conv.columns else [None] * len(texts)
+        choices = classify(backend, tax, texts, turns, lists, cfg.llm)
+        llm_stats = backend.stats()
+        budget = backend.budget_exhausted
+    finally:
+        backend.close()
+    embedding_ids = list(p.leaf_ids)
+    leaf_ids: list[str | None] = []
+    how: list[str] = []
+    llm_ids: list[str | None] = []
+    for emb, ans in zip(embedding_ids, choices.answers, strict=True):
+        if ans is None:  # failed: the embedding placement stands
+            leaf_ids.append(emb)
+            how.append("embedding" if emb is not None else "unassigned")
+            llm_ids.append(None)
+        elif ans == NONE:
+            leaf_ids.append(None)
+            how.append("unassigned")
+            llm_ids.append(None)
+        else:
+            leaf_ids.append(ans)
+            how.append("llm")
+            llm_ids.append(ans)
+    unassigned = np.array([lf is None for lf in leaf_ids], dtype=bool)
+    final = Placement(
+        leaf_ids=leaf_ids,
+        distance=p.distance,
+        confidence=p.confidence,
+        unassigned=unassigned,
+        is_outlier=unassigned | p.neighbour_outlier,
+        xy=p.xy,
+        threshold=p.threshold,
+    )
+    extra = [
+        pl.Series("embedding_leaf_id", embedding_ids, dtype=pl.String),
+        pl.Series("llm_leaf_id", llm_ids, dtype=pl.String),
+        pl.Series("placement", how, dtype=pl.String),
+        pl.Series("llm_error", choices.errors, dtype=pl.String),
+    ]
+    frame = placement_frame(run, conv, final, extra)
+    placed = sum(h == "llm" for h in how)
+    report = {
+        "backend": cfg.llm.backend,
+        "model": cfg.llm.model,
+        "cache_path": str(cfg.llm.cache_path or cache_path),
+        "rows": len(how),
+        "requests": choices.distinct_requests,
+        "shortlist": shortlist,
+        "placed": placed,
+        "disagreed": sum(
+            h == "llm" and lf != emb for h, lf, emb in zip(how, leaf_ids, embedding_ids, strict=True)
+        ),
+        "none": sum(a == NONE for a in choices.answers),
+        "failed": sum(a is None for a in choices.answers),
+        "budget_exhausted": budget,
+        "stats": llm_stats,
+    }
+    return frame, report
+
+
+def placement_frame(
+    run: Run, conv: pl.DataFrame, p: Placement, extra_columns: list[pl.Series] | None = None
+) -> pl.DataFrame:
+    """The assign output: assignments.parquet's columns, the placement's (then
+    ``extra_columns``), then the input's."""
     tax = run.taxonomy
     depth = tax.depth
     stems = level_names(depth)
@@ -307,6 +419,8 @@ def placement_frame(run: Run, conv: pl.DataFrame, p: Placement) -> pl.DataFrame:
     cols["unassigned"] = pl.Series(p.unassigned.tolist(), dtype=pl.Boolean)
     cols["distance"] = pl.Series(p.distance, dtype=pl.Float32)
     cols["confidence"] = pl.Series(p.confidence, dtype=pl.Float32)
+    for series in extra_columns or []:
+        cols[series.name] = series
     cols[f"{stems[0]}_name"] = pl.Series([names.get(x) if x else None for x in per_level[0]], dtype=pl.String)
     cols[f"{stems[-1]}_name"] = pl.Series([names.get(x) if x else None for x in p.leaf_ids], dtype=pl.String)
     frame = pl.DataFrame(cols)
@@ -383,6 +497,18 @@ def print_summary(run: Run, result: AssignResult, out: Path, file: Any = None) -
         f"{n_un} unassigned ({100 * n_un / max(frame.height, 1):.1f}%); written to {out}",
         file=file,
     )
+    llm = result.llm
+    if llm:
+        st = llm["stats"]
+        print(
+            f"LLM {llm['model']} over shortlists of {llm['shortlist']} leaves: placed {llm['placed']} "
+            f"rows ({llm['disagreed']} differ from the embedding), said none for {llm['none']}, "
+            f"failed for {llm['failed']} (embedding placement kept, reason in llm_error); "
+            f"{llm['requests']} distinct requests, {st.get('calls', 0)} calls, "
+            f"{st.get('cache_hits', 0)} cache hits, {st.get('failures', 0)} failures; "
+            f"cache {llm['cache_path']}" + (" (budget reached)" if llm["budget_exhausted"] else ""),
+            file=file,
+        )
 
 
 def self_agreement(ref: Reference, method: str = "knn", k: int = DEFAULT_K) -> np.ndarray:

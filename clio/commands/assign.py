@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Embed NEW_INPUT with the run's embedding model and place each row in the run's "
             "taxonomy by a similarity-weighted vote of its k nearest run rows (or the nearest leaf "
             "centroid). Rows farther from the run than the calibrated distance threshold are left "
-            "unassigned rather than forced into a leaf."
+            "unassigned rather than forced into a leaf. With --llm, an LLM picks each row's leaf "
+            "from a shortlist of the leaves the embedding placement proposes (names and "
+            "descriptions), or says none; a failed call keeps the embedding placement."
         ),
     )
     p.add_argument("rundir")
@@ -35,7 +37,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--id-column", help="column holding a unique id")
     p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("LLM classification (see README: LLM)")
+    g.add_argument("--llm", choices=("none", "openai", "vllm"), help="LLM back-end (default none)")
+    g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", help="model name on the server, or a local folder for --llm vllm")
+    g.add_argument("--max-concurrency", type=int, help="LLM requests in flight (default 16)")
+    g.add_argument("--max-calls", type=int, help="stop making LLM calls after N (budget)")
+    g.add_argument("--llm-cache", help="LLM cache file (default ~/.cache/bailclio/llm/...)")
+    g.add_argument("--config", help="TOML config file whose [llm] section is used")
+    g.add_argument(
+        "--shortlist", type=int, default=6, metavar="N", help="leaves offered to the LLM per row (default 6)"
+    )
     p.set_defaults(func=main)
+
+
+def llm_config(args: argparse.Namespace):
+    """The LLM settings from --config and the flags, or None when no back-end is asked for."""
+    from clio.config import ConfigError, load_config
+    from clio.errors import UserError
+
+    overrides = {
+        "llm.backend": args.llm,
+        "llm.base_url": args.base_url,
+        "llm.model": args.model,
+        "llm.max_concurrency": args.max_concurrency,
+        "llm.max_calls": args.max_calls,
+        "llm.cache_path": args.llm_cache,
+    }
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
+    if cfg.llm.backend == "none":
+        return None
+    if not cfg.llm.model:  # before any embedding work
+        raise UserError(f"--llm {cfg.llm.backend} needs --model (llm.model must be set)")
+    return cfg
 
 
 def main(args: argparse.Namespace) -> int:
@@ -45,6 +82,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.neighbors < 1:
         raise UserError("--neighbors must be at least 1")
+    if args.shortlist < 1:
+        raise UserError("--shortlist must be at least 1")
+    cfg = llm_config(args)
     run = load_run(args.rundir, curated=not args.raw)
     out = Path(args.out) if args.out else default_out(run, args.new_input)
     if out.suffix.lower() not in (".parquet", ".csv"):
@@ -59,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
         text_column=args.text_column,
         id_column=args.id_column,
         progress=not args.quiet,
+        llm_config=cfg,
+        shortlist=args.shortlist,
     )
     if result.rejects:
         from clio.ingest import Ingested
