@@ -326,6 +326,9 @@ def llm_placement(
     offered = [lf for lf in ref.leaves if lf not in excluded]
     if not offered:
         raise UserError(f"{run.path}: the run has no leaf but the outlier leaf to choose from")
+    missing = [lf for lf in offered if lf not in tax.by_id]
+    if missing:
+        raise UserError(f"{run.path}: assignment names node '{missing[0]}', which is not in the taxonomy")
     lists = shortlists(ref.leaves, p.winner, p.votes, p.centroid_sim, shortlist, excluded)
     cache_path = default_cache_path(cfg)
     backend = make_backend(cfg.llm, cache_path, progress=progress)
