@@ -20,8 +20,10 @@ import numpy as np
 
 from clio.config import NamingConfig
 
-# Words that frame almost any request to an assistant; they say nothing about why a model left.
+# Words that frame almost any request to an assistant, and the role labels of rendered
+# transcripts; they say nothing about why a model left.
 _REQUEST_WORDS_TEXT = (
+    "user assistant system earlier "
     "write create make generate give tell describe explain provide help want need like please "
     "use using know way ways best good new just really let step detailed list compose draft "
     "i'll you'll we'll i've you've we've i'm you're we're they're it's that's there's let's "
