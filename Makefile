@@ -24,7 +24,6 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/bailclio run $(DEMO_INPUT) --out $(DEMO_RUN) --force
-	$(BIN)/bailclio show $(DEMO_RUN) --depth 2
 	$(BIN)/bailclio explore $(DEMO_RUN) --port $(PORT)
 
 test: install
