@@ -38,9 +38,7 @@ def sequential(base_url: str, n: int, tag: str) -> float:
 
 
 def with_backend(base_url: str, n: int, tag: str, concurrency: int) -> float:
-    be = OpenAIBackend(
-        "scripted-model", base_url=base_url, max_concurrency=concurrency, progress=False
-    )
+    be = OpenAIBackend("scripted-model", base_url=base_url, max_concurrency=concurrency, progress=False)
     reqs = [ChatRequest(messages=_messages(tag, i)) for i in range(n)]
     t0 = time.perf_counter()
     res = be.generate(reqs)
@@ -77,9 +75,7 @@ def main() -> int:
         med, runs = median_of(args.repeats, lambda tag: sequential(base_url, n_seq, tag))
         rows.append(("sequential openai.OpenAI loop", 1, n_seq, med, runs))
         for conc, n in ((1, 40), (8, 240), (64, 1280)):
-            med, runs = median_of(
-                args.repeats, lambda tag, c=conc, k=n: with_backend(base_url, k, tag, c)
-            )
+            med, runs = median_of(args.repeats, lambda tag, c=conc, k=n: with_backend(base_url, k, tag, c))
             rows.append(("OpenAIBackend.generate", conc, n, med, runs))
     finally:
         server.kill()

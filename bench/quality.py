@@ -2,6 +2,9 @@
 embedding model) on BailBench and WildChat-1880, three seeds each, in one command.
 
     python bench/quality.py [--seeds 0 1 2] [--datasets bailbench wildchat] [--json OUT]
+                            [--config FILE.toml] [--no-bertopic]
+
+``--config`` runs bailclio with a config file (e.g. an ablation such as ``[reduce] center = false``).
 
 Every run is a fresh process, timed as a whole (imports and model loading included). For each
 dataset it prints, per taxonomy level and label column, AMI (headline: chance-corrected), NMI and
@@ -86,13 +89,30 @@ def child_env(cache_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_bailclio(inp: Path, out: Path, seed: int, cache: Path) -> dict:
+def run_bailclio(inp: Path, out: Path, seed: int, cache: Path, config: str | None = None) -> dict:
     stats = out.with_suffix(".stats.json")
+    extra = ["--config", config] if config else []
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", BAILCLIO_CHILD, "run", str(inp), "--out", str(out), "--force",
-         "--quiet", "--seed", str(seed), str(stats)],
-        check=True, env=child_env(cache), cwd=ROOT, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            BAILCLIO_CHILD,
+            "run",
+            str(inp),
+            "--out",
+            str(out),
+            "--force",
+            "--quiet",
+            "--seed",
+            str(seed),
+            *extra,
+            str(stats),
+        ],
+        check=True,
+        env=child_env(cache),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
     wall = time.perf_counter() - t0
     return {"wall_s": wall, **json.loads(stats.read_text())}
@@ -101,8 +121,13 @@ def run_bailclio(inp: Path, out: Path, seed: int, cache: Path) -> dict:
 def run_bertopic(inp: Path, seed: int, cache: Path, work: Path) -> dict:
     out = work / f"bertopic-{inp.stem}-{seed}.json"
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", BERTOPIC_CHILD, str(inp), str(seed), str(out)],
-                   check=True, env=child_env(cache), cwd=ROOT, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", BERTOPIC_CHILD, str(inp), str(seed), str(out)],
+        check=True,
+        env=child_env(cache),
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
     res = json.loads(out.read_text())
     res["wall_s"] = time.perf_counter() - t0
     return res
@@ -144,6 +169,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--config", help="TOML config for bailclio's runs (default: built-in defaults)")
+    ap.add_argument("--no-bertopic", action="store_true", help="skip the BERTopic baseline")
     args = ap.parse_args()
     report: dict = {}
     with tempfile.TemporaryDirectory(prefix="bailclio-bench-") as tmp:
@@ -154,13 +181,13 @@ def main() -> int:
             bc_runs, bt_runs = [], []
             for seed in args.seeds:
                 out = work / f"run-{name}-{seed}"
-                timing = run_bailclio(inp, out, seed, cache)
+                timing = run_bailclio(inp, out, seed, cache, args.config)
                 bc_runs.append({"timing": timing, "scores": score_bailclio(out, labels)})
-                bt = run_bertopic(inp, seed, cache, work)
-                bt_runs.append({"timing": bt, "scores": score_bertopic(bt, inp, labels)})
-                print(f"  {name} seed {seed}: bailclio {timing['wall_s']:.1f} s, "
-                      f"BERTopic {bt['wall_s']:.1f} s", file=sys.stderr, flush=True)
-            warm = run_bailclio(inp, work / f"run-{name}-warm", args.seeds[0], cache)
+                if not args.no_bertopic:
+                    bt = run_bertopic(inp, seed, cache, work)
+                    bt_runs.append({"timing": bt, "scores": score_bertopic(bt, inp, labels)})
+                print(f"  {name} seed {seed}: bailclio {timing['wall_s']:.1f} s", file=sys.stderr, flush=True)
+            warm = run_bailclio(inp, work / f"run-{name}-warm", args.seeds[0], cache, args.config)
             report[name] = summarise(name, labels, bc_runs, bt_runs, warm)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
@@ -169,7 +196,7 @@ def main() -> int:
 
 def summarise(name: str, labels: list[str], bc_runs: list, bt_runs: list, warm: dict) -> dict:
     print(f"\n## {name} (median of {len(bc_runs)} seeds)\n")
-    print(f"| system | level | outliers | label | AMI | NMI | ARI | clusters | outlier share |")
+    print("| system | level | outliers | label | AMI | NMI | ARI | clusters | outlier share |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
 
@@ -178,41 +205,54 @@ def summarise(name: str, labels: list[str], bc_runs: list, bt_runs: list, warm: 
             level, col, mode = key
             vals = [r["scores"][key] for r in runs]
             row = {
-                "system": system, "level": level, "outliers": mode, "label": col,
-                "ami": med([v["ami"] for v in vals]), "nmi": med([v["nmi"] for v in vals]),
+                "system": system,
+                "level": level,
+                "outliers": mode,
+                "label": col,
+                "ami": med([v["ami"] for v in vals]),
+                "nmi": med([v["nmi"] for v in vals]),
                 "ari": med([v["ari"] for v in vals]),
-                "ami_min": min(v["ami"] for v in vals), "ami_max": max(v["ami"] for v in vals),
+                "ami_min": min(v["ami"] for v in vals),
+                "ami_max": max(v["ami"] for v in vals),
                 "clusters": med([v["n_clusters"] for v in vals]),
                 "outlier_share": med([v["outlier_share"] for v in vals]),
             }
             rows.append(row)
-            print(f"| {system} | {level} | {mode} | {col} | {row['ami']:.3f} ({row['ami_min']:.3f}-"
-                  f"{row['ami_max']:.3f}) | {row['nmi']:.3f} | {row['ari']:.3f} | {row['clusters']:.0f} | "
-                  f"{row['outlier_share']:.2f} |")
+            print(
+                f"| {system} | {level} | {mode} | {col} | {row['ami']:.3f} ({row['ami_min']:.3f}-"
+                f"{row['ami_max']:.3f}) | {row['nmi']:.3f} | {row['ari']:.3f} | {row['clusters']:.0f} | "
+                f"{row['outlier_share']:.2f} |"
+            )
 
     bc_keys = sorted(bc_runs[0]["scores"], key=lambda k: (k[2] != "attached", k[1], k[0]))
     emit("bailclio", bc_runs, bc_keys)
-    emit("BERTopic", bt_runs, sorted(bt_runs[0]["scores"], key=lambda k: (k[2] != "own", k[1])))
     cold = bc_runs[0]["timing"]["wall_s"]
-    bt_fit = [r["timing"]["embed_fit_s"] for r in bt_runs]
-    bt_proc = [r["timing"]["wall_s"] for r in bt_runs]
     timing = {
         "bailclio_cold_process_s": cold,
         "bailclio_seed_runs_s": [r["timing"]["wall_s"] for r in bc_runs],
         "bailclio_warm_rerun_s": warm["wall_s"],
         "bailclio_peak_rss_mb": max(r["timing"]["max_rss_mb"] for r in bc_runs),
-        "bertopic_embed_fit_s_median": med(bt_fit),
-        "bertopic_process_s_median": med(bt_proc),
-        "bertopic_peak_rss_mb": max(r["timing"]["max_rss_mb"] for r in bt_runs),
     }
-    print(
+    line = (
         f"\ntime: bailclio cold run (whole process, empty embedding cache) {cold:.1f} s; "
-        f"BERTopic embed+fit {med(bt_fit):.1f} s (whole process {med(bt_proc):.1f} s); "
-        f"ratio bailclio cold / BERTopic embed+fit {cold / med(bt_fit):.2f}; "
         f"bailclio warm rerun {warm['wall_s']:.1f} s; "
-        f"peak RSS bailclio {timing['bailclio_peak_rss_mb']:.0f} MB, "
-        f"BERTopic {timing['bertopic_peak_rss_mb']:.0f} MB"
+        f"peak RSS bailclio {timing['bailclio_peak_rss_mb']:.0f} MB"
     )
+    if bt_runs:
+        emit("BERTopic", bt_runs, sorted(bt_runs[0]["scores"], key=lambda k: (k[2] != "own", k[1])))
+        bt_fit = med([r["timing"]["embed_fit_s"] for r in bt_runs])
+        timing.update(
+            bertopic_embed_fit_s_median=bt_fit,
+            bertopic_process_s_median=med([r["timing"]["wall_s"] for r in bt_runs]),
+            bertopic_peak_rss_mb=max(r["timing"]["max_rss_mb"] for r in bt_runs),
+        )
+        line += (
+            f"; BERTopic embed+fit {bt_fit:.1f} s (whole process "
+            f"{timing['bertopic_process_s_median']:.1f} s), "
+            f"peak RSS {timing['bertopic_peak_rss_mb']:.0f} MB; "
+            f"ratio bailclio cold / BERTopic embed+fit {cold / bt_fit:.2f}"
+        )
+    print(line)
     return {"rows": rows, "timing": timing}
 
 

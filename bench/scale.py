@@ -69,15 +69,29 @@ def make_input(n: int, path: Path, seed: int = 0) -> Path:
 
 def run_once(inp: Path, out: Path, cache: Path) -> dict:
     stats = out.with_suffix(".stats.json")
-    env = dict(os.environ, BAILCLIO_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               NUMBA_CACHE_DIR=str(Path.home() / ".cache" / "bailclio" / "numba"))
+    env = dict(
+        os.environ,
+        BAILCLIO_CACHE_DIR=str(cache),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        NUMBA_CACHE_DIR=str(Path.home() / ".cache" / "bailclio" / "numba"),
+    )
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", CHILD, "run", str(inp), "--out", str(out), "--force", "--quiet",
-                    str(stats)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, "run", str(inp), "--out", str(out), "--force", "--quiet", str(stats)],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - t0
     manifest = json.loads((out / "manifest.json").read_text())
-    return {"wall_s": wall, **json.loads(stats.read_text()), "stages": manifest["timings_s"],
-            "counts": manifest["counts"]}
+    return {
+        "wall_s": wall,
+        **json.loads(stats.read_text()),
+        "stages": manifest["timings_s"],
+        "counts": manifest["counts"],
+    }
 
 
 def main() -> int:
@@ -97,13 +111,17 @@ def main() -> int:
             rows.append((n, cold, warm_s, warm[0]))
             print(f"  {n}: cold {cold['wall_s']:.1f} s, warm {warm_s:.1f} s", file=sys.stderr, flush=True)
     base_n, base_cold, base_warm, _ = rows[0]
-    print("| rows | cold s | warm s | cold x | warm x | embed s | reduce s | cluster s | leaves | peak RSS MB |")
+    print(
+        "| rows | cold s | warm s | cold x | warm x | embed s | reduce s | cluster s | leaves | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n, cold, warm_s, warm in rows:
         st = cold["stages"]
-        print(f"| {n} | {cold['wall_s']:.1f} | {warm_s:.1f} | {cold['wall_s'] / base_cold['wall_s']:.1f} | "
-              f"{warm_s / base_warm:.1f} | {st['embed']:.1f} | {warm['stages']['reduce']:.1f} | "
-              f"{warm['stages']['cluster']:.1f} | {cold['counts']['leaves']} | {cold['max_rss_mb']:.0f} |")
+        print(
+            f"| {n} | {cold['wall_s']:.1f} | {warm_s:.1f} | {cold['wall_s'] / base_cold['wall_s']:.1f} | "
+            f"{warm_s / base_warm:.1f} | {st['embed']:.1f} | {warm['stages']['reduce']:.1f} | "
+            f"{warm['stages']['cluster']:.1f} | {cold['counts']['leaves']} | {cold['max_rss_mb']:.0f} |"
+        )
     return 0
 
 

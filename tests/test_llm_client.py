@@ -98,9 +98,7 @@ def test_concurrency_is_bounded_and_reached(server: ScriptedServer) -> None:
     assert server.max_in_flight == 8
 
 
-def test_call_budget_stops_cleanly_and_keeps_partial_results(
-    server: ScriptedServer, tmp_path: Path
-) -> None:
+def test_call_budget_stops_cleanly_and_keeps_partial_results(server: ScriptedServer, tmp_path: Path) -> None:
     cache = tmp_path / "c.sqlite"
     be = backend(server, cache=cache, max_calls=5, max_concurrency=1)
     reqs = [ask(f"q{i}") for i in range(12)]
@@ -171,9 +169,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-def test_killed_run_resumes_without_repeating_completed_calls(
-    server: ScriptedServer, tmp_path: Path
-) -> None:
+def test_killed_run_resumes_without_repeating_completed_calls(server: ScriptedServer, tmp_path: Path) -> None:
     n = 40
     server.latency_ms = 40
     cache = tmp_path / "c.sqlite"

@@ -111,9 +111,7 @@ def test_prefill_is_part_of_the_parsed_reply(server: ScriptedServer) -> None:
 
 def test_transport_failures_are_not_turned_into_values(server: ScriptedServer) -> None:
     server.handler = lambda body: Reply(status=400, error_message="context too long")
-    be = OpenAIBackend(
-        "scripted-model", base_url=server.base_url, progress=False, structured_output=False
-    )
+    be = OpenAIBackend("scripted-model", base_url=server.base_url, progress=False, structured_output=False)
     ((value, err),) = generate_structured(be, [ask("x")], Facet)
     assert value is None
     assert err is not None and "context too long" in err

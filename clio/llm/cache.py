@@ -76,9 +76,7 @@ class LLMCache:
 
     def get(self, key: str) -> ChatResult | None:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT result FROM llm_cache WHERE key = ?", (key,)
-            ).fetchone()
+            row = self._conn.execute("SELECT result FROM llm_cache WHERE key = ?", (key,)).fetchone()
         return result_from_json(row[0]) if row else None
 
     def get_many(self, keys: list[str]) -> dict[str, ChatResult]:

@@ -279,9 +279,7 @@ class ScriptedServer:
             await asyncio.gather(*self._conn_tasks, return_exceptions=True)
 
     # ---- HTTP --------------------------------------------------------------------------------
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._conn_tasks.add(task)
@@ -337,9 +335,7 @@ class ScriptedServer:
         await writer.drain()
         return True
 
-    async def _dispatch(
-        self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter
-    ) -> bool:
+    async def _dispatch(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> bool:
         if path.rstrip("/") in ("/v1/models", "/models"):
             if method != "GET":
                 return await self._send(writer, 405, _error("method not allowed", 405))
@@ -383,9 +379,7 @@ class ScriptedServer:
                     headers,
                     truncate=reply.truncate,
                 )
-            return await self._send(
-                writer, 200, self._completion(body, reply), truncate=reply.truncate
-            )
+            return await self._send(writer, 200, self._completion(body, reply), truncate=reply.truncate)
         finally:
             self.in_flight -= 1
 
@@ -484,9 +478,7 @@ class ScriptedServer:
                 choice["logprobs"] = {"content": content}
             completion_tokens += _n_tokens(text) + len(reply.tool_calls or [])
             choices.append(choice)
-        prompt_tokens = sum(
-            _n_tokens(_content_text(m.get("content"))) + 3 for m in body["messages"]
-        )
+        prompt_tokens = sum(_n_tokens(_content_text(m.get("content"))) + 3 for m in body["messages"])
         if reply.prompt_tokens is not None:
             prompt_tokens = reply.prompt_tokens
         if reply.completion_tokens is not None:

@@ -47,9 +47,7 @@ def extract_json(text: str) -> str:
     return text
 
 
-def parse_reply(
-    result: ChatResult, request: ChatRequest, model: type[M]
-) -> tuple[M | None, str | None]:
+def parse_reply(result: ChatResult, request: ChatRequest, model: type[M]) -> tuple[M | None, str | None]:
     """Validate one result against ``model``: ``(value, None)`` or ``(None, reason)``."""
     if not result.ok:
         return None, result.error
@@ -87,8 +85,7 @@ def generate_structured(
     schema: dict[str, Any] = pydantic_model.model_json_schema()
     name = re.sub(r"[^A-Za-z0-9_-]", "_", pydantic_model.__name__)[:64] or "reply"
     base = [
-        r if r.json_schema is not None else replace(r, json_schema=schema, schema_name=name)
-        for r in requests
+        r if r.json_schema is not None else replace(r, json_schema=schema, schema_name=name) for r in requests
     ]
     out: list[tuple[M | None, str | None]] = [(None, "not run")] * len(base)
     pending = list(range(len(base)))
@@ -115,9 +112,7 @@ def generate_structured(
     return out
 
 
-def _attempt_request(
-    req: ChatRequest, attempt: int, retry_temperature: float | None
-) -> ChatRequest:
+def _attempt_request(req: ChatRequest, attempt: int, retry_temperature: float | None) -> ChatRequest:
     if attempt == 0:
         return req
     seed = (req.seed if req.seed is not None else 0) + 1000 * attempt
