@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from explorer_runs import copy_run, transcript_run
+from vllm_server import serve_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -49,6 +51,17 @@ def small_run(bailbench_sample: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("runs") / "small"
     run(bailbench_sample, out, Config(), force=True, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The /v1 URL of a real vLLM server for a tiny random model (tests/vllm_server.py), shared
+    by the tests marked vllm so the engine starts once per session."""
+    try:
+        with serve_tiny_llama(tmp_path_factory.mktemp("vllm")) as base:
+            yield base
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

