@@ -29,7 +29,9 @@ def center_vectors(X: np.ndarray) -> np.ndarray:
 
     Sentence embeddings share a large common direction (here: "this is a request to an
     assistant"); removing it lets cosine distances reflect what differs between conversations.
-    On BailBench it lifts top-level AMI vs ``category`` by about 0.02-0.03 (see bench/quality.py).
+    On BailBench (``bench/quality.py``, three seeds, medians) it cuts HDBSCAN's noise share from
+    34% to 27% and moves AMI from 0.395 to 0.401 (top level vs ``category``) and from 0.352 to
+    0.356 (leaves vs ``subcategory``); ``[reduce] center = false`` turns it off.
     """
     Xc = X - X.mean(axis=0, keepdims=True)
     norms = np.linalg.norm(Xc, axis=1, keepdims=True)
