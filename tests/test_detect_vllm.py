@@ -7,6 +7,12 @@ through the server's tool-call parser, and the bail prompt with the assistant pr
 ``<wellbeing>`` (``continue_final_message``) scored from the server's own ``top_logprobs``, where
 🔄 and 🟢 are several byte pieces each. The model is wired to continue the prefill with 🔄, so
 every prompt row bails and bails.parquet feeds ``bailclio run``.
+
+What vLLM 0.32 returns for the pieces: a byte piece that does not complete a character is shown
+as an empty token (``"token": "", "bytes": []``) and the piece that completes it as the whole
+character (``"🔄"``). The diverging third pieces of 🔄 and 🟢 are therefore both ``""`` at the
+deciding position, so the runner-up symbol is invisible and P(bail) comes out as the greedy
+path's symbol (1.0 here, where the model's own odds are about 0.84).
 """
 
 from __future__ import annotations
@@ -104,7 +110,7 @@ def test_detect_with_vllm_serve_scores_all_three_methods_and_resumes_from_cache(
         assert rows.height == n
         scored = rows.filter(pl.col("error").is_null())
         assert scored["scoring"].eq("logprobs").all()
-        assert scored["p_bail"].is_between(0.0, 1.0).all()
+        assert scored["p_bail"].is_between(0.0, 1.0).all() and scored["bailed"].all()
         assert (rows.filter(pl.col("error").is_not_null())["error"] == NO_SYMBOL).all()
         # The prefill was continued, not answered anew: the reply (the text after `<wellbeing>`)
         # starts with the wired continuation, which only follows the prefill's last token.
