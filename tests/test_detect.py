@@ -7,6 +7,7 @@ import json
 import math
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from clio.detect.scoring import (
     wilson_interval,
 )
 from clio.ingest import read_input
+from clio.llm.base import ChatRequest
 from clio.llm.scripted_server import Reply, ScriptedServer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -527,3 +529,118 @@ def test_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and message in err
+
+
+# --------------------------------------------------------------------------- sequence scoring
+
+_BAIL_TAIL = BAIL_SYMBOL.encode("utf-8")[2:]  # the scripted server's second piece of 🔄
+_CONT_TAIL = CONTINUE_SYMBOL.encode("utf-8")[2:]
+
+
+def _sequence_model(body: dict[str, Any]) -> Reply:
+    """vLLM-like answers: byte pieces shown as "" in top_logprobs; prompt logprobs make the
+    second pieces of 🔄 / 🟢 0.6 / 0.3 likely after their shared first piece."""
+    prefill = body["messages"][-1]["content"] if body.get("continue_final_message") else None
+    if prefill in (protocol.PREFILL + BAIL_SYMBOL, protocol.PREFILL + CONTINUE_SYMBOL):
+        return Reply(text="<", prompt_logprobs={_BAIL_TAIL: LOG(0.6), _CONT_TAIL: LOG(0.3)})
+    if prefill == protocol.PREFILL:
+        return Reply(
+            logprobs=[[("", LOG(0.9)), ("x", LOG(0.1))], [(BAIL_SYMBOL, LOG(0.6)), ("", LOG(0.3))]],
+            text=BAIL_SYMBOL + "</wellbeing>",
+        )
+    return Reply(text="fine")
+
+
+def test_the_scripted_server_returns_prompt_logprobs_like_vllm() -> None:
+    from clio.llm.openai_backend import OpenAIBackend
+
+    ask = [{"role": "user", "content": "hi"}]
+    with ScriptedServer(_sequence_model) as srv:
+        be = OpenAIBackend("m", base_url=srv.base_url, progress=False)
+        a, b = be.generate(
+            [
+                ChatRequest(messages=ask, prefill=protocol.PREFILL + s, prompt_logprobs=0)
+                for s in (BAIL_SYMBOL, CONTINUE_SYMBOL)
+            ]
+        )
+        assert srv.requests[0]["prompt_logprobs"] == 0
+        assert srv.requests[0]["continue_final_message"] is True
+    assert a.prompt_logprobs[0] is None and len(a.prompt_logprobs) == len(b.prompt_logprobs)
+    # the shared pieces have the same ids, the diverging last piece does not
+    assert [next(iter(e)) for e in a.prompt_logprobs[1:-1]] == [
+        next(iter(e)) for e in b.prompt_logprobs[1:-1]
+    ]
+    assert next(iter(a.prompt_logprobs[-1])) != next(iter(b.prompt_logprobs[-1]))
+    assert list(a.prompt_logprobs[-1].values()) == [pytest.approx(LOG(0.6))]
+    p, la, lb = scoring.p_bail_from_sequences(a.prompt_logprobs, b.prompt_logprobs)
+    assert (la, lb) == (pytest.approx(LOG(0.6)), pytest.approx(LOG(0.3)))
+    assert p == pytest.approx(2 / 3)
+
+
+def test_sequence_scores_sum_every_position_after_the_shared_prefix() -> None:
+    # 🔄 is one token after the prefix, 🟢 two: P = 0.5 vs 0.4 * 0.5
+    bail = [None, {"1": -0.1}, {"2": -0.2}, {"10": LOG(0.5)}]
+    cont = [None, {"1": -0.1}, {"2": -0.2}, {"11": LOG(0.4), "3": -0.1}, {"12": LOG(0.5)}]
+    p, la, lb = scoring.p_bail_from_sequences(bail, cont)
+    assert p == pytest.approx(0.5 / (0.5 + 0.2))
+    assert scoring.p_bail_from_sequences(bail, bail) is None
+    assert scoring.p_bail_from_sequences(bail, None) is None
+
+
+def test_undecodable_alternatives_are_detected_up_to_the_first_real_token() -> None:
+    assert scoring.has_undecodable_alternatives([{"": -0.1, "x": -2.0}])
+    assert scoring.has_undecodable_alternatives([{"\n": -0.1}, {"\ufffd": -0.5, "a": -1.0}])
+    assert not scoring.has_undecodable_alternatives([{BAIL_SYMBOL: -0.1}, {"": -0.5}])
+
+
+def test_sequence_scoring_gives_the_exact_probability_over_multi_token_symbols(
+    tmp_path: Path,
+) -> None:
+    src = _write_jsonl(tmp_path / "s.jsonl", [CONVERSATIONS[7]])
+    with ScriptedServer(_sequence_model) as srv:
+        rc = _detect(srv, src, tmp_path / "out", "--methods", "prompt", "--scoring", "sequence")
+        bodies = list(srv.requests)
+    assert rc == 0
+    det = pl.read_parquet(tmp_path / "out" / "detections.parquet")
+    for order in protocol.ORDERS:
+        row = _row(det, "fine", "prompt", order)
+        assert row["scoring"] == "sequence" and row["error"] is None
+        assert row["p_bail"] == pytest.approx(2 / 3)
+        assert json.loads(row["response"])[BAIL_SYMBOL] == pytest.approx(LOG(0.6))
+    scoring_bodies = [b for b in bodies if b.get("continue_final_message")]
+    # 2 calls per order, no top_logprobs call
+    assert len(scoring_bodies) == 4
+    assert all(b["prompt_logprobs"] == 0 and b["max_tokens"] == 1 for b in scoring_bodies)
+    assert not any(b.get("logprobs") for b in scoring_bodies)
+
+
+@pytest.mark.parametrize("prompt_logprobs", [True, False])
+def test_auto_rescores_by_sequence_when_the_symbols_cannot_be_told_apart(
+    tmp_path: Path, prompt_logprobs: bool
+) -> None:
+    src = _write_jsonl(tmp_path / "s.jsonl", [CONVERSATIONS[7], CONVERSATIONS[4]])
+    with ScriptedServer(_sequence_model, supports_prompt_logprobs=prompt_logprobs) as srv:
+        assert _detect(srv, src, tmp_path / "out", "--methods", "prompt") == 0
+        bodies = list(srv.requests)
+    det = pl.read_parquet(tmp_path / "out" / "detections.parquet")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    seq_bodies = [b for b in bodies if b.get("prompt_logprobs") is not None]
+    for cid in ("fine", "split"):
+        row = _row(det, cid, "prompt", "bail_first")
+        if prompt_logprobs:
+            assert row["scoring"] == "sequence" and row["p_bail"] == pytest.approx(2 / 3)
+            assert json.loads(row["response"])["greedy"].startswith(BAIL_SYMBOL)
+        else:  # the greedy symbol is all the logprobs can tell, and that is what is kept
+            assert row["scoring"] == "logprobs" and row["p_bail"] == pytest.approx(1.0)
+    # +2 calls per order where the server has prompt logprobs; one probing pair where it has not
+    assert len(seq_bodies) == (2 * 2 * 2 if prompt_logprobs else 2)
+    assert summary["calls"]["requests_by_purpose"]["prompt-sequence"] == len(seq_bodies)
+
+
+def test_prompt_logprobs_are_part_of_the_cache_key() -> None:
+    msgs = [{"role": "user", "content": "hi"}]
+    plain = ChatRequest(messages=msgs, prefill="<wellbeing>")
+    assert plain.cache_key("openai", "m") != replace(plain, prompt_logprobs=0).cache_key("openai", "m")
+    assert replace(plain, prompt_logprobs=0).cache_key("openai", "m") != replace(
+        plain, prompt_logprobs=1
+    ).cache_key("openai", "m")

@@ -226,6 +226,33 @@ def test_logprobs_and_tool_calls_are_parsed(server: ScriptedServer) -> None:
     ]
 
 
+def test_alternatives_shown_with_the_same_text_are_combined(server: ScriptedServer) -> None:
+    import math
+
+    # vLLM shows both diverging byte pieces of two emoji as "": they are different tokens
+    server.push(Reply(logprobs=[[("", math.log(0.5)), ("", math.log(0.3)), ("a", math.log(0.1))]]))
+    res = backend(server, max_concurrency=1).generate([ask("pick", top_logprobs=3)])[0]
+    alts = res.choices[0].top_logprobs[0]
+    assert set(alts) == {"", "a"}
+    assert alts[""] == pytest.approx(math.log(0.8))
+    assert alts["a"] == pytest.approx(math.log(0.1))
+
+
+def test_prompt_logprobs_are_sent_and_parsed_and_cached(server: ScriptedServer, tmp_path: Path) -> None:
+    server.push(Reply(text="x", prompt_logprobs={" there": -2.5}))
+    be = backend(server, max_concurrency=1, cache=tmp_path / "c.sqlite")
+    req = ask("hi there", prompt_logprobs=0)
+    res = be.generate([req])[0]
+    assert server.requests[0]["prompt_logprobs"] == 0
+    assert res.prompt_logprobs[0] is None and len(res.prompt_logprobs) >= 3
+    assert all(len(e) == 1 for e in res.prompt_logprobs[1:])
+    assert list(res.prompt_logprobs[2].values()) == [-2.5]  # "user:", " hi", " there", ...
+    again = be.generate([req])[0]
+    assert again.cached and again.prompt_logprobs == res.prompt_logprobs
+    plain = be.generate([ask("hi there")])[0]
+    assert plain.prompt_logprobs is None and "prompt_logprobs" not in server.requests[-1]
+
+
 def test_n_choices_are_returned(server: ScriptedServer) -> None:
     server.push(Reply(text=["a", "b", "c"]))
     (res,) = backend(server).generate([ask("x", n=3, temperature=1.0, seed=7)])

@@ -48,9 +48,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--samples", type=int, default=10, help="samples per prompt order without logprobs")
     p.add_argument(
         "--scoring",
-        choices=("auto", "logprobs", "samples"),
+        choices=("auto", "logprobs", "samples", "sequence"),
         default="auto",
-        help="prompt-method scoring (auto: logprobs where the server returns them)",
+        help=(
+            "prompt-method scoring (auto: logprobs where the server returns them, rescored by "
+            "sequence where the symbols' byte pieces cannot be told apart; sequence: 2 calls per "
+            "order with vLLM prompt_logprobs, exact for any tokenization)"
+        ),
     )
     p.add_argument("--threshold", type=float, default=0.5, help="bail when P(bail) > this")
     p.add_argument("--out", help="output directory (default: detect-<input stem>)")

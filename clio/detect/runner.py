@@ -20,7 +20,15 @@ with ``--replies keep`` they are the conversation's existing replies (no calls).
   logprobs, P(bail) comes from ``--samples`` sampled replies instead: 1 call with ``n`` samples per
   order (plus single-sample calls with fixed seeds if the server returns fewer choices). In
   ``--scoring auto`` one probe request decides which of the two a run uses, so a server without
-  logprobs costs no wasted call per turn. With ``--journal``, 1 more call per bailed order.
+  logprobs costs no wasted call per turn. ``--scoring sequence`` scores each order with 2 calls
+  instead, the assistant prefilled with ``<wellbeing>🔄`` and ``<wellbeing>🟢``, asking for
+  ``prompt_logprobs`` (vLLM) and ``max_tokens=1``: exact whatever the tokenization (see
+  :mod:`clio.detect.scoring`). In ``--scoring auto``, an order whose first-position alternatives
+  include a token the server could not show (``""``, ``"\ufffd"``: byte pieces of the symbols
+  that cannot be told apart) is rescored that way, +2 calls per such order, where the server
+  returns prompt logprobs (the first such order probes it; otherwise the logprobs result is
+  kept). The ``scoring`` column says which method gave each P(bail): ``logprobs``,
+  ``sequence`` or ``samples k/n``. With ``--journal``, 1 more call per bailed order.
 * ``string``: 1 call: the context plus the user turn, with the bail string appended to the system
   prompt; the reply is scored.
 * ``tool``: 1 call: the context plus the user turn, with the bail tool offered.
@@ -109,7 +117,7 @@ class DetectOptions:
     model_label: str | None = None
     journal: bool = False
     flag_false_bails: bool = False
-    scoring: Literal["auto", "logprobs", "samples"] = "auto"
+    scoring: Literal["auto", "logprobs", "samples", "sequence"] = "auto"
     top_logprobs: int = 10
     reply_max_tokens: int = 512
     reply_temperature: float = 0.0
@@ -131,6 +139,8 @@ class DetectOptions:
             raise UserError(f"--replies: expected regenerate or keep, got {self.replies!r}")
         if self.samples < 1:
             raise UserError(f"--samples: must be at least 1, got {self.samples}")
+        if self.scoring not in ("auto", "logprobs", "samples", "sequence"):
+            raise UserError(f"--scoring: expected auto, logprobs, samples or sequence, got {self.scoring!r}")
         if not 0.0 <= self.threshold < 1.0:
             raise UserError(f"--threshold: must be in [0, 1), got {self.threshold}")
         if self.model_label is None:
@@ -231,6 +241,7 @@ class Detector:
         self.requests: dict[str, int] = {}
         self.timings: dict[str, float] = {}
         self.scoring_mode: str | None = None
+        self._sequence_ok: bool | None = None  # does the server return prompt logprobs?
         self.journal_failures = 0
         # --replies keep: replies generated where a scored turn had none (the context keeps the
         # conversation as it is)
@@ -336,6 +347,66 @@ class Detector:
             seed=self.opt.seed,
             prefill=protocol.PREFILL,
         )
+
+    def _sequence_requests(self, cell: _Cell, ctx: list[dict[str, str]], order: str):
+        """The two sequence-scoring requests of one order: 🔄 prefilled, then 🟢."""
+        msgs = ctx + self._clean(cell.reply_msgs or [])
+        msgs.append({"role": "user", "content": protocol.bail_prompt(order)})  # type: ignore[arg-type]
+        return [
+            ChatRequest(
+                messages=msgs,
+                max_tokens=1,
+                temperature=0.0,
+                prefill=protocol.PREFILL + symbol,
+                prompt_logprobs=0,
+            )
+            for symbol in (protocol.BAIL_SYMBOL, protocol.CONTINUE_SYMBOL)
+        ]
+
+    def _score_sequences(
+        self, jobs: list[Any], idxs: list[int], outcome: list[dict], auto: bool = False
+    ) -> None:
+        """Sequence scoring of ``jobs[i]`` for ``i`` in ``idxs``, updating ``outcome[i]``. With
+        ``auto``, the first order finds out whether the server returns prompt logprobs, and rows
+        it cannot rescore keep their logprobs result."""
+        if auto and self._sequence_ok is None and len(idxs) > 1:
+            self._score_sequences(jobs, idxs[:1], outcome, auto=True)  # the probe
+            idxs = idxs[1:]
+        if auto and self._sequence_ok is False:
+            return
+        reqs = [r for i in idxs for r in self._sequence_requests(jobs[i][0], jobs[i][2], jobs[i][1])]
+        results = self._gen("prompt-sequence", reqs)
+        for n, i in enumerate(idxs):
+            ra, rb = results[2 * n], results[2 * n + 1]
+            row = outcome[i]
+            row["prompt_tokens"] = (row.get("prompt_tokens") or 0) + ra.prompt_tokens + rb.prompt_tokens
+            row["completion_tokens"] = (
+                (row.get("completion_tokens") or 0) + ra.completion_tokens + rb.completion_tokens
+            )
+            failed = ra.error or rb.error
+            if failed is None and (ra.prompt_logprobs is None or rb.prompt_logprobs is None):
+                failed = "the server returned no prompt_logprobs"
+                self._sequence_ok = False
+            got = None
+            if failed is None:
+                self._sequence_ok = True
+                got = scoring.p_bail_from_sequences(ra.prompt_logprobs, rb.prompt_logprobs)
+                if got is None:
+                    failed = "the two prompts do not differ"
+            if got is None:
+                if not auto:
+                    row.update(p_bail=None, error=f"sequence scoring: {failed}")
+                continue
+            p, la, lb = got
+            response: dict[str, Any] = {protocol.BAIL_SYMBOL: la, protocol.CONTINUE_SYMBOL: lb}
+            if row.get("response") is not None:  # auto: the greedy continuation it replaces
+                response["greedy"] = row["response"]
+            row.update(
+                p_bail=p,
+                scoring="sequence",
+                error=None,
+                response=json.dumps(response, ensure_ascii=False),
+            )
 
     def run(self, convs: list[Conversation]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Detection rows and bail rows (before the optional false-bail flags)."""
@@ -472,10 +543,20 @@ class Detector:
             has_lp = probe.ok and bool(probe.choices and probe.choices[0].top_logprobs)
             mode = "logprobs" if has_lp or not probe.ok else "samples"
         self.scoring_mode = mode
+        if mode == "sequence":
+            outcome = [
+                dict(method="prompt", order=order, reply=cell.reply_raw, prompt_tokens=0,
+                     completion_tokens=0, error=None)
+                for cell, order, _ctx in jobs
+            ]  # fmt: skip
+            self._score_sequences(jobs, list(range(len(jobs))), outcome)
+            self._add_order_rows(jobs, outcome, add, order_rows)
+            return
         reqs = [self._prompt_request(cell, ctx, order, mode) for cell, order, ctx in jobs]
         results = self._gen("prompt", reqs)
-        outcome: list[dict[str, Any]] = []
+        outcome = []
         fallback: list[int] = []
+        unreadable: list[int] = []
         sampled: dict[int, list[str]] = {}
         for i, ((cell, order, _ctx), res) in enumerate(zip(jobs, results, strict=True)):
             row: dict[str, Any] = dict(
@@ -490,6 +571,10 @@ class Detector:
                 ch = res.choices[0]
                 row["response"] = ch.text
                 if ch.top_logprobs:
+                    if opt.scoring == "auto" and scoring.has_undecodable_alternatives(
+                        ch.top_logprobs, ch.tokens
+                    ):
+                        unreadable.append(i)
                     p = scoring.p_bail_from_logprobs(ch.top_logprobs, ch.tokens)
                     if p is None:  # neither symbol among the alternatives: read the greedy text
                         sym = scoring.sampled_symbol(ch.text)
@@ -508,6 +593,14 @@ class Detector:
             outcome.append(row)
         if fallback:
             self._sample_fallback(jobs, fallback, outcome, sampled)
+        if unreadable:
+            self._score_sequences(jobs, unreadable, outcome, auto=True)
+        self._add_order_rows(jobs, outcome, add, order_rows)
+
+    def _add_order_rows(
+        self, jobs: list[Any], outcome: list[dict[str, Any]], add: Any, order_rows: dict[Any, Any]
+    ) -> None:
+        opt = self.opt
         for (cell, order, _ctx), row in zip(jobs, outcome, strict=True):
             if row.get("p_bail") is not None and not row.get("error"):
                 row["bailed"] = row["p_bail"] > opt.threshold

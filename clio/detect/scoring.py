@@ -25,6 +25,25 @@ it; undecided alternatives that were not generated are left out. Tokens that can
     >>> lp = {BAIL_SYMBOL: log(0.6), CONTINUE_SYMBOL: log(0.2)}
     >>> round(p_bail_from_logprobs([lp]), 9)
     0.75
+
+Some servers show a byte piece that does not complete a character as ``""`` (vLLM) or
+``"\ufffd"``; then the pieces of 🔄 and 🟢 cannot be told apart at the deciding position
+(:func:`has_undecodable_alternatives`) and the rule above sees only the greedy symbol.
+
+Sequence scoring
+----------------
+Exact whatever the tokenization: the assistant turn is prefilled with ``<wellbeing>🔄`` in one
+request and ``<wellbeing>🟢`` in another, and the server returns the logprob of every prompt
+token (vLLM's ``prompt_logprobs``). Both prompts tokenize identically up to some position (the
+merge of ``>`` with the symbol's first bytes can move it into the prefill); from the first
+position where the token ids differ to the end, the logprobs summed are log P(symbol | shared
+prefix), so ``p = exp(a) / (exp(a) + exp(b))`` (:func:`p_bail_from_sequences`).
+
+    >>> bail = [None, {"7": -0.1}, {"9": -0.5}, {"4": -0.2}]
+    >>> cont = [None, {"7": -0.1}, {"9": -0.5}, {"5": -1.0}, {"6": -0.3}]
+    >>> p, a, b = p_bail_from_sequences(bail, cont)
+    >>> (a, b), round(p, 6)
+    ((-0.2, -1.3), 0.75026)
 """
 
 from __future__ import annotations
@@ -272,6 +291,62 @@ def p_bail_from_logprobs(
     bail, cont = symbol_masses(positions, chosen)
     total = bail + cont
     return None if total <= 0 else bail / total
+
+
+def is_undecodable(token: str) -> bool:
+    """A displayed token that stands for bytes the server did not show (``""``, ``"\ufffd"``)."""
+    return token == "" or "\ufffd" in token
+
+
+def has_undecodable_alternatives(
+    positions: Sequence[dict[str, float]] | None, chosen: Sequence[str] | None = None
+) -> bool:
+    """Whether an alternative before or at the first non-whitespace generated token cannot be
+    read, so that 🔄 and 🟢 may hide behind it (see the module docstring)."""
+    for depth, alternatives in enumerate(positions or []):
+        if not alternatives:
+            return False
+        if any(is_undecodable(t) for t in alternatives):
+            return True
+        top = max(alternatives, key=lambda t: alternatives[t])
+        if chosen is not None and depth < len(chosen):
+            top = chosen[depth]
+        if top.strip(" \t\r\n") or not top:
+            return False
+    return False
+
+
+def _prompt_tokens(entries: Sequence[dict[str, float] | None]) -> list[tuple[str, float] | None]:
+    out: list[tuple[str, float] | None] = []
+    for entry in entries:
+        out.append(next(iter(entry.items())) if entry else None)  # the prompt's own token first
+    return out
+
+
+def p_bail_from_sequences(
+    bail: Sequence[dict[str, float] | None] | None,
+    cont: Sequence[dict[str, float] | None] | None,
+) -> tuple[float, float, float] | None:
+    """(P(bail), log P(🔄 | prefix), log P(🟢 | prefix)) from the prompt logprobs of the two
+    prefilled prompts; None when either is missing or they do not differ."""
+    if not bail or not cont:
+        return None
+    a, b = _prompt_tokens(bail), _prompt_tokens(cont)
+    start = 0
+    ids_a = [t and t[0] for t in a]
+    ids_b = [t and t[0] for t in b]
+    while start < min(len(a), len(b)) and ids_a[start] == ids_b[start]:
+        start += 1
+    if start == len(a) and start == len(b):
+        return None
+    tail = a[start:] + b[start:]
+    if any(t is None for t in tail):
+        return None
+    la = sum(t[1] for t in a[start:] if t is not None)
+    lb = sum(t[1] for t in b[start:] if t is not None)
+    hi = max(la, lb)
+    p = math.exp(la - hi) / (math.exp(la - hi) + math.exp(lb - hi))
+    return p, la, lb
 
 
 # ---------------------------------------------------------------- prompt method: sampling

@@ -39,7 +39,9 @@ class ChatRequest:
     ``prefill`` continues a partial assistant turn (the server is asked to continue the final
     message); ``json_schema`` asks for structured output where the server supports it;
     ``top_logprobs`` asks for that many alternatives at each generated position; ``tools`` is the
-    OpenAI tools list. ``tag`` is the caller's own bookkeeping and is not part of the cache key.
+    OpenAI tools list. ``prompt_logprobs`` asks a vLLM server for the logprobs of the prompt's own
+    tokens (``0``: the prompt token only; ``k``: also the top ``k``). ``tag`` is the caller's own
+    bookkeeping and is not part of the cache key.
     """
 
     messages: tuple[dict[str, Any], ...] | list[dict[str, Any]]
@@ -53,10 +55,13 @@ class ChatRequest:
     top_logprobs: int | None = None
     prefill: str | None = None
     tag: str | None = field(default=None, compare=False)
+    prompt_logprobs: int | None = None
 
     def cache_key(self, backend: str, model: str) -> str:
         payload = asdict(self)
         payload.pop("tag", None)
+        if payload["prompt_logprobs"] is None:  # keys of requests without it stay as they were
+            payload.pop("prompt_logprobs")
         payload["messages"] = list(self.messages)
         blob = json.dumps([backend, model, payload], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -89,6 +94,9 @@ class ChatResult:
     # None on success; a short reason otherwise ("budget", "http 500 after 6 attempts", ...)
     error: str | None = None
     tag: str | None = None
+    # vLLM's prompt logprobs when asked for: one entry per prompt token, None for the first, else
+    # {token_id: logprob} with the prompt's own token first (then the top alternatives, if asked).
+    prompt_logprobs: list[dict[str, float] | None] | None = None
 
     @property
     def ok(self) -> bool:

@@ -57,6 +57,7 @@ def result_from_json(blob: str) -> ChatResult:
         prompt_tokens=int(data.get("prompt_tokens", 0)),
         completion_tokens=int(data.get("completion_tokens", 0)),
         cached=True,
+        prompt_logprobs=data.get("prompt_logprobs"),
     )
 
 

@@ -30,6 +30,7 @@ import asyncio
 import concurrent.futures
 import email.utils
 import json
+import math
 import os
 import random
 import ssl
@@ -282,9 +283,14 @@ class OpenAIBackend(BackendStats):
                 messages = _with_instruction(messages, _schema_instruction(req.json_schema))
                 if json_mode == "json_object":
                     kw["response_format"] = {"type": "json_object"}
+        extra: dict[str, Any] = {}
         if req.prefill is not None:
             messages.append({"role": "assistant", "content": req.prefill})
-            kw["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+            extra.update(continue_final_message=True, add_generation_prompt=False)
+        if req.prompt_logprobs is not None:
+            extra["prompt_logprobs"] = req.prompt_logprobs
+        if extra:
+            kw["extra_body"] = extra
         kw["messages"] = messages
         return kw
 
@@ -349,7 +355,7 @@ class OpenAIBackend(BackendStats):
                 choice.tokens = []
                 choice.token_logprobs = []
                 for entry in content:
-                    alts = {t.token: float(t.logprob) for t in (entry.top_logprobs or [])}
+                    alts = _merge_alternatives(entry.top_logprobs or [])
                     alts.setdefault(entry.token, float(entry.logprob))
                     choice.top_logprobs.append(alts)
                     choice.tokens.append(entry.token)
@@ -360,7 +366,40 @@ class OpenAIBackend(BackendStats):
             choices=choices,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            prompt_logprobs=_prompt_logprobs(getattr(resp, "model_extra", None) or {}),
         )
+
+
+def _merge_alternatives(top: list[Any]) -> dict[str, float]:
+    """``{token text: logprob}`` of one position's alternatives. Different tokens shown with the
+    same text (vLLM shows every byte piece that does not complete a character as ``""``) are
+    combined with logsumexp: their probabilities add up."""
+    alts: dict[str, float] = {}
+    for t in top:
+        lp = float(t.logprob)
+        old = alts.get(t.token)
+        if old is None:
+            alts[t.token] = lp
+        else:
+            hi = max(old, lp)
+            alts[t.token] = hi + math.log(math.exp(old - hi) + math.exp(lp - hi))
+    return alts
+
+
+def _prompt_logprobs(extra: dict[str, Any]) -> list[dict[str, float] | None] | None:
+    """vLLM's top-level ``prompt_logprobs`` (``[null, {token_id: {logprob, rank,
+    decoded_token}}, ...]``) as ``[None, {token_id: logprob}, ...]``, the order kept (vLLM lists
+    the prompt's own token first); None when the response has none."""
+    raw = extra.get("prompt_logprobs")
+    if not isinstance(raw, list):
+        return None
+    out: list[dict[str, float] | None] = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            out.append(None)
+            continue
+        out.append({str(tid): float(v["logprob"] if isinstance(v, dict) else v) for tid, v in entry.items()})
+    return out
 
 
 def _short(exc: Exception, limit: int = 200) -> str:

@@ -33,6 +33,16 @@ Behaviours a :class:`Reply` can script:
   first pair is the sampled token, the rest its alternatives (trimmed to the request's
   ``top_logprobs``); the text defaults to the sampled tokens joined. Without it, a request with
   ``logprobs: true`` gets synthetic logprobs for the reply's whitespace tokens.
+* ``prompt_logprobs`` (vLLM's extra parameter) is answered like vLLM: a top-level
+  ``prompt_logprobs`` list with ``null`` for the first prompt token and
+  ``{token_id: {logprob, rank, decoded_token}}`` for each other one, the prompt's own token first.
+  The prompt is the chat rendered as ``role: content`` lines (no newline after a continued final
+  message), cut into whitespace tokens whose non-ASCII characters are split into 2-byte pieces
+  (so 🔄 and 🟢 are two pieces each, sharing the first); ids are stable per server. Each token's
+  logprob is -1.0 unless ``Reply(prompt_logprobs={"<piece>": logprob})`` names its text (a
+  piece that is not valid UTF-8 is named by its bytes, e.g. ``b"\\x94\\x84"``); such pieces
+  are shown as ``""`` like vLLM does. ``ScriptedServer(supports_prompt_logprobs=False)`` ignores
+  the parameter.
 * ``Reply(delay_ms=500, ...)`` waits before answering (added to the server's ``latency_ms``).
 * ``Reply(status=429, retry_after=1.5)`` / ``Reply(status=500)`` / ``Reply(status=503)``: an
   OpenAI-style error body, with a ``Retry-After`` header when ``retry_after`` is set.
@@ -88,6 +98,7 @@ class Reply:
     text: str | list[str] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: list[list[tuple[str, float]]] | None = None
+    prompt_logprobs: dict[str | bytes, float] | None = None
     delay_ms: float = 0.0
     status: int = 200
     retry_after: float | None = None
@@ -177,6 +188,7 @@ class ScriptedServer:
         model: str = "scripted-model",
         supports_json_schema: bool = True,
         supports_logprobs: bool = True,
+        supports_prompt_logprobs: bool = True,
         port: int = 0,
     ) -> None:
         self.handler = handler
@@ -184,6 +196,8 @@ class ScriptedServer:
         self.model = model
         self.supports_json_schema = supports_json_schema
         self.supports_logprobs = supports_logprobs
+        self.supports_prompt_logprobs = supports_prompt_logprobs
+        self._vocab: dict[bytes, int] = {}
         self.port = port
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -483,7 +497,7 @@ class ScriptedServer:
             prompt_tokens = reply.prompt_tokens
         if reply.completion_tokens is not None:
             completion_tokens = reply.completion_tokens
-        return {
+        out = {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -495,6 +509,62 @@ class ScriptedServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if body.get("prompt_logprobs") is not None and self.supports_prompt_logprobs:
+            out["prompt_logprobs"] = self._prompt_logprobs(body, reply)
+        return out
+
+    def _prompt_logprobs(self, body: dict[str, Any], reply: Reply) -> list[dict[str, Any] | None]:
+        """vLLM's ``prompt_logprobs`` for the rendered prompt (see the module docstring)."""
+        scripted = {
+            (k if isinstance(k, bytes) else k.encode("utf-8")): v
+            for k, v in (reply.prompt_logprobs or {}).items()
+        }
+        out: list[dict[str, Any] | None] = []
+        for i, piece in enumerate(prompt_pieces(body)):
+            tid = self._vocab.setdefault(piece, len(self._vocab) + 1)
+            if i == 0:
+                out.append(None)
+                continue
+            try:
+                shown = piece.decode("utf-8")
+            except UnicodeDecodeError:
+                shown = ""
+            lp = scripted.get(piece, -1.0)
+            out.append({str(tid): {"logprob": lp, "rank": 1, "decoded_token": shown}})
+        return out
+
+
+def render_prompt(body: dict[str, Any]) -> str:
+    """The chat as the scripted server's template renders it: ``role: content`` lines, the final
+    message left open when it is continued, ``assistant: `` appended for a generation prompt."""
+    msgs = body.get("messages") or []
+    lines = [f"{m.get('role')}: {_content_text(m.get('content'))}" for m in msgs]
+    if body.get("continue_final_message"):
+        return "\n".join(lines)
+    text = "".join(line + "\n" for line in lines)
+    if body.get("add_generation_prompt", True):
+        text += "assistant: "
+    return text
+
+
+def prompt_pieces(body: dict[str, Any]) -> list[bytes]:
+    """The scripted tokenization of the rendered prompt: whitespace tokens, with every non-ASCII
+    character split into 2-byte pieces."""
+    pieces: list[bytes] = []
+    for tok in _TOKEN_RE.findall(render_prompt(body)):
+        ascii_run = ""
+        for ch in tok:
+            if ord(ch) < 128:
+                ascii_run += ch
+                continue
+            if ascii_run:
+                pieces.append(ascii_run.encode("utf-8"))
+                ascii_run = ""
+            raw = ch.encode("utf-8")
+            pieces.extend(raw[j : j + 2] for j in range(0, len(raw), 2))
+        if ascii_run:
+            pieces.append(ascii_run.encode("utf-8"))
+    return pieces
 
 
 def _error(message: str, status: int) -> dict[str, Any]:
