@@ -11,13 +11,20 @@ every prompt row bails and bails.parquet feeds ``bailclio run``.
 What vLLM 0.32 returns for the pieces: a byte piece that does not complete a character is shown
 as an empty token (``"token": "", "bytes": []``) and the piece that completes it as the whole
 character (``"🔄"``). The diverging third pieces of 🔄 and 🟢 are therefore both ``""`` at the
-deciding position, so the runner-up symbol is invisible and P(bail) comes out as the greedy
-path's symbol (1.0 here, where the model's own odds are about 0.84).
+deciding position, so from ``top_logprobs`` alone the runner-up symbol is invisible and P(bail)
+comes out as the greedy path's symbol (1.0). ``--scoring auto`` sees the unreadable pieces and
+rescores each order by sequence (``prompt_logprobs`` of ``<wellbeing>🔄`` and ``<wellbeing>🟢``).
+That measures the canonical tokenization of the whole text, where ``>`` merges with the emoji's
+first bytes, not the wired generation path: the pieces after the merge are random odds (about
+even), and 🟢's last piece after its third one is suppressed by the wiring (the wired third
+piece's trigger points at 🔄's and 🟢's third pieces), so the exact P(bail) is just below 1
+(about 0.99997), never exactly 0 or 1.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import polars as pl
@@ -25,7 +32,7 @@ import pytest
 from vllm_server import HAVE_VLLM_ENV, SERVED_NAME, SKIP_REASON
 
 from clio.cli import main
-from clio.detect.protocol import BAIL_SYMBOL, ORDERS
+from clio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, ORDERS
 from clio.rundir import load_run
 
 pytestmark = [
@@ -89,8 +96,10 @@ def test_detect_with_vllm_serve_scores_all_three_methods_and_resumes_from_cache(
 
     assert summary["scoring"] == "logprobs"  # the probe found top_logprobs
     n = len(ASKS)
-    # 1 + 2 + 1 + 1 calls per scored turn, 2 earlier replies for the two-turn conversations, 1 probe
-    assert summary["calls"]["requests"] == 5 * n + 2 + 1
+    # 1 + 2 + 1 + 1 calls per scored turn, 2 earlier replies for the two-turn conversations, 1 probe,
+    # and 2 sequence-scoring calls per order: every order's symbol pieces are unreadable ""
+    assert summary["calls"]["requests_by_purpose"]["prompt-sequence"] == 2 * 2 * n
+    assert summary["calls"]["requests"] == 5 * n + 2 + 1 + 4 * n
     assert summary["calls"]["backend"]["calls"] >= 5 * n + 2
     assert summary["counts"]["detections"] == det.height == 5 * n
 
@@ -109,13 +118,19 @@ def test_detect_with_vllm_serve_scores_all_three_methods_and_resumes_from_cache(
         rows = prompt.filter(pl.col("order") == order)
         assert rows.height == n
         scored = rows.filter(pl.col("error").is_null())
-        assert scored["scoring"].eq("logprobs").all()
-        assert scored["p_bail"].is_between(0.0, 1.0).all() and scored["bailed"].all()
-        assert (rows.filter(pl.col("error").is_not_null())["error"] == NO_SYMBOL).all()
-        # The prefill was continued, not answered anew: the reply (the text after `<wellbeing>`)
-        # starts with the wired continuation, which only follows the prefill's last token.
-        assert rows["response"].str.starts_with(BAIL_SYMBOL).all(), rows["response"].to_list()
-        assert (rows["completion_tokens"] <= 6).all()
+        assert scored.height == n and scored["scoring"].eq("sequence").all()
+        # exact, not the greedy symbol: strictly between 0 and 1 (see the module docstring)
+        assert scored["p_bail"].is_between(0.999, 1.0, closed="none").all(), scored["p_bail"]
+        assert scored["bailed"].all()
+        responses = [json.loads(r) for r in rows["response"]]
+        for r, p in zip(responses, rows["p_bail"], strict=True):
+            lb, lc = r[BAIL_SYMBOL], r[CONTINUE_SYMBOL]
+            assert lc < lb < 0 and p == pytest.approx(1 / (1 + math.exp(lc - lb)))
+            # The prefill was continued, not answered anew: the greedy reply (the text after
+            # `<wellbeing>`) starts with the wired continuation, which only follows the
+            # prefill's last token.
+            assert r["greedy"].startswith(BAIL_SYMBOL), r
+        assert (rows["completion_tokens"] <= 6 + 2).all()
     # The wiring makes 🔄 the greedy choice with 🟢 the runner-up: every scored turn bails.
     assert scored.height == n
     both = prompt.filter(pl.col("order") == "both")
