@@ -107,10 +107,8 @@ def load_run(path: str | Path, *, curated: bool = True) -> Run:
         raise UserError(f"{p / ASSIGNMENTS}: missing column '{missing[0]}'")
     run = Run(p, manifest, conv, assign, tax)
     if curated and (p / CURATION).exists():
-        try:
-            from taxonomy.curation import apply_curation
-        except ImportError:  # curation support not installed in this build
-            return run
+        from taxonomy.curation import apply_curation
+
         run = apply_curation(run)
     return run
 
