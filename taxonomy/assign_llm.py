@@ -183,31 +183,11 @@ def generate_choices(
     """:func:`clio.llm.structured.generate_structured` with one reply model per request (each
     row's shortlist is its own ``Literal``): invalid replies are asked again with a new seed, up
     to ``max_attempts`` tries; back-end failures are not retried here."""
-    from clio.llm.structured import _attempt_request, parse_reply
+    from clio.llm.structured import generate_structured
 
-    out: list[tuple[BaseModel | None, str | None]] = [(None, "not run")] * len(requests)
-    pending = list(range(len(requests)))
-    attempts = max(1, max_attempts)
-    for attempt in range(attempts):
-        if not pending:
-            break
-        if attempt > 0 and backend.budget_exhausted:
-            for i in pending:
-                out[i] = (None, f"{out[i][1]}; not retried: budget")
-            return out
-        batch = [_attempt_request(requests[i], attempt, retry_temperature) for i in pending]
-        label = desc if attempt == 0 else f"{desc} (retry {attempt})"
-        results = backend.generate(batch, desc=label)
-        retry: list[int] = []
-        for i, req, res in zip(pending, batch, results, strict=True):
-            value, err = parse_reply(res, req, models[i])
-            out[i] = (value, err)
-            if value is None and res.ok:
-                retry.append(i)
-        pending = retry
-    for i in pending:
-        out[i] = (None, f"{out[i][1]} after {attempts} attempts")
-    return out
+    return generate_structured(
+        backend, list(requests), list(models), max_attempts, retry_temperature=retry_temperature, desc=desc
+    )
 
 
 @dataclass

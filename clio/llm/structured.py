@@ -22,8 +22,9 @@ the last reason; nothing is ever guessed.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -71,7 +72,7 @@ def parse_reply(result: ChatResult, request: ChatRequest, model: type[M]) -> tup
 def generate_structured(
     backend: LLMBackend,
     requests: list[ChatRequest],
-    pydantic_model: type[M],
+    pydantic_model: type[M] | Sequence[type[M]],
     max_attempts: int = 3,
     *,
     retry_temperature: float | None = 0.7,
@@ -79,13 +80,25 @@ def generate_structured(
 ) -> list[tuple[M | None, str | None]]:
     """One ``(parsed, None)`` or ``(None, error)`` per request, in order.
 
-    Requests without ``json_schema`` get the model's schema. Back-end failures (HTTP errors after
-    the back-end's own retries, ``"budget"``) are not retried here; only invalid replies are.
+    ``pydantic_model`` is one reply model for every request, or one per request (e.g. when each
+    request offers its own choices). Requests without ``json_schema`` get their model's schema.
+    Back-end failures (HTTP errors after the back-end's own retries, ``"budget"``) are not retried
+    here; only invalid replies are.
     """
-    schema: dict[str, Any] = pydantic_model.model_json_schema()
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", pydantic_model.__name__)[:64] or "reply"
+    models = (
+        list(pydantic_model) if isinstance(pydantic_model, Sequence) else [pydantic_model] * len(requests)
+    )
+    if len(models) != len(requests):
+        raise ValueError(f"{len(models)} reply models for {len(requests)} requests")
     base = [
-        r if r.json_schema is not None else replace(r, json_schema=schema, schema_name=name) for r in requests
+        r
+        if r.json_schema is not None
+        else replace(
+            r,
+            json_schema=m.model_json_schema(),
+            schema_name=re.sub(r"[^A-Za-z0-9_-]", "_", m.__name__)[:64] or "reply",
+        )
+        for r, m in zip(requests, models, strict=True)
     ]
     out: list[tuple[M | None, str | None]] = [(None, "not run")] * len(base)
     pending = list(range(len(base)))
@@ -102,7 +115,7 @@ def generate_structured(
         results = backend.generate(batch, desc=label)
         retry: list[int] = []
         for i, req, res in zip(pending, batch, results, strict=True):
-            value, err = parse_reply(res, req, pydantic_model)
+            value, err = parse_reply(res, req, models[i])
             out[i] = (value, err)
             if value is None and res.ok:
                 retry.append(i)
