@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clio.errors import UserError
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -189,7 +191,7 @@ class Config(_Section):
         return facet
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration file or override that cannot be used."""
 
 

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def llm_config(args: argparse.Namespace):
     """The LLM settings from --config and the flags, or None when no back-end is asked for."""
-    from clio.config import ConfigError, load_config
+    from clio.config import load_config
     from clio.errors import UserError
 
     overrides = {
@@ -64,10 +64,7 @@ def llm_config(args: argparse.Namespace):
         "llm.max_calls": args.max_calls,
         "llm.cache_path": args.llm_cache,
     }
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from exc
+    cfg = load_config(args.config, overrides)
     if cfg.llm.backend == "none":
         return None
     if not cfg.llm.model:  # before any embedding work

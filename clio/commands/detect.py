@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clio.config import ConfigError, load_config
+    from clio.config import load_config
     from clio.detect.runner import DetectOptions, rates_table, run_detect
 
     src = Path(args.input)
@@ -93,10 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "input.id_column": args.id_column,
         "input.limit": args.limit,
     }
-    try:
-        config = load_config(args.config, overrides)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from exc
+    config = load_config(args.config, overrides)
     if config.llm.backend == "none":
         config = config.model_copy(update={"llm": config.llm.model_copy(update={"backend": "openai"})})
     if not config.llm.model:

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from clio.config import ConfigError, load_config
+from clio.config import load_config
 from clio.errors import UserError
 
 
@@ -57,10 +57,7 @@ def config_from_args(args: argparse.Namespace):
         "llm.max_calls": args.max_calls,
         "llm.cache_path": args.llm_cache,
     }
-    try:
-        return load_config(args.config, overrides)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from exc
+    return load_config(args.config, overrides)
 
 
 def main(args: argparse.Namespace) -> int:
