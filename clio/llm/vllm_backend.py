@@ -13,6 +13,7 @@ parse tool calls, so ``Choice.tool_calls`` stays empty and the raw text is retur
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -192,6 +193,22 @@ class VLLMBackend(BackendStats):
                 results[i] = replace(res, tag=requests[i].tag)
 
 
+def _merge_alternatives(ranked: list[Any]) -> dict[str, float]:
+    """``{token text: logprob}`` of one position's alternatives. Different tokens decoded to the
+    same text (every byte piece that does not complete a character decodes to ``""``) are
+    combined with logsumexp, as in the ``openai`` back-end: their probabilities add up."""
+    alts: dict[str, float] = {}
+    for lp in ranked:
+        text, value = lp.decoded_token or "", float(lp.logprob)
+        old = alts.get(text)
+        if old is None:
+            alts[text] = value
+        else:
+            hi = max(old, value)
+            alts[text] = hi + math.log(math.exp(old - hi) + math.exp(value - hi))
+    return alts
+
+
 def _to_result(out: Any, top_k: int | None) -> ChatResult:
     """A vLLM ``RequestOutput`` as a :class:`ChatResult`."""
     choices = []
@@ -203,7 +220,7 @@ def _to_result(out: Any, top_k: int | None) -> ChatResult:
             choice.top_logprobs, choice.tokens, choice.token_logprobs = [], [], []
             for token_id, position in zip(comp.token_ids, comp.logprobs, strict=False):
                 ranked = sorted(position.values(), key=lambda lp: lp.rank or 0)
-                alts = {(lp.decoded_token or ""): float(lp.logprob) for lp in ranked[: max(top_k, 1)]}
+                alts = _merge_alternatives(ranked[: max(top_k, 1)])
                 sampled = position.get(token_id)
                 if sampled is not None:
                     alts.setdefault(sampled.decoded_token or "", float(sampled.logprob))
