@@ -93,6 +93,9 @@ class LLMConfig(_Section):
     facet: str | None = None
     max_attempts: int = Field(default=2, ge=1, le=5, description="tries per invalid reply")
     conversation_chars: int = Field(default=6000, ge=200, description="transcript chars per prompt")
+    # `--llm vllm`: keyword arguments for vllm.LLM(...), e.g. max_model_len, dtype, or
+    # structured_outputs_config = {backend = "xgrammar", disable_any_whitespace = true}
+    vllm_engine: dict[str, Any] = Field(default_factory=dict)
 
 
 class FacetConfig(_Section):

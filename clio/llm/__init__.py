@@ -60,5 +60,6 @@ def make_backend(
             default_max_tokens=cfg.max_tokens,
             default_temperature=cfg.temperature,
             progress=progress,
+            engine_kwargs=dict(cfg.vllm_engine) or None,
         )
     raise UserError(f"llm.backend: unknown back-end {cfg.backend!r}")
