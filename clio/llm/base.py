@@ -159,3 +159,13 @@ class BackendStats:
         out: dict[str, Any] = {"backend": self.name, "model": self.model}
         out.update({k: (round(v, 3) if k == "wall_s" else int(v)) for k, v in self._stats.items()})
         return out
+
+    def _finish(self, results: list[ChatResult | None], missing: str) -> list[ChatResult]:
+        """Fill requests that never ran with ``missing`` and count budget skips and failures."""
+        out = [r if r is not None else ChatResult(error=missing) for r in results]
+        for r in out:
+            if r.error == "budget":
+                self._stats["budget_skipped"] += 1
+            elif r.error is not None:
+                self._stats["failures"] += 1
+        return out

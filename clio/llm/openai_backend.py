@@ -185,13 +185,7 @@ class OpenAIBackend(BackendStats):
         finally:
             bar.close()
             self._stats["wall_s"] += time.perf_counter() - t0
-        out = [r if r is not None else ChatResult(error="not run") for r in results]
-        for r in out:
-            if r.error == "budget":
-                self._stats["budget_skipped"] += 1
-            elif r.error is not None:
-                self._stats["failures"] += 1
-        return out
+        return self._finish(results, "not run")
 
     # ---- internals ---------------------------------------------------------------------------
     async def _run_groups(

@@ -144,13 +144,7 @@ class VLLMBackend(BackendStats):
         finally:
             bar.close()
             self._stats["wall_s"] += time.perf_counter() - t0
-        out = [r if r is not None else ChatResult(error="budget") for r in results]
-        for r in out:
-            if r.error == "budget":
-                self._stats["budget_skipped"] += 1
-            elif r.error is not None:
-                self._stats["failures"] += 1
-        return out
+        return self._finish(results, "budget")
 
     def _run_chunk(
         self,
