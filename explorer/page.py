@@ -662,27 +662,19 @@ def view_downloads(ex: D.Explorer) -> None:
     path = str(ex.run.path)
     sig = D.run_signature(path)
     curated = " (curated)" if ex.run.manifest.get("curation") else ""
-    st.download_button(
-        f"Taxonomy (JSON){curated}",
-        _download(path, sig, "taxonomy"),
-        file_name=f"{ex.run.path.name}-taxonomy.json",
-        mime="application/json",
-        key="dl_taxonomy",
-    )
-    st.download_button(
-        f"Labels (CSV){curated}",
-        _download(path, sig, "csv"),
-        file_name=f"{ex.run.path.name}-labels.csv",
-        mime="text/csv",
-        key="dl_csv",
-    )
-    st.download_button(
-        f"Labels (Parquet){curated}",
-        _download(path, sig, "parquet"),
-        file_name=f"{ex.run.path.name}-labels.parquet",
-        mime="application/octet-stream",
-        key="dl_parquet",
-    )
+    stem = ex.run.path.name
+    for label, kind, suffix, mime in (
+        ("Taxonomy (JSON)", "taxonomy", "taxonomy.json", "application/json"),
+        ("Labels (CSV)", "csv", "labels.csv", "text/csv"),
+        ("Labels (Parquet)", "parquet", "labels.parquet", "application/octet-stream"),
+    ):
+        st.download_button(
+            f"{label}{curated}",
+            _download(path, sig, kind),
+            file_name=f"{stem}-{suffix}",
+            mime=mime,
+            key=f"dl_{kind}",
+        )
     st.caption("Labels: conversation_id, each level's id and name, is_outlier, then every input column.")
 
 

@@ -74,3 +74,22 @@ def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_dir(base_run: Path, tmp_path: Path) -> Path:
     """A private copy of ``base_run`` at ``tmp_path/runs/r1``; ``tmp_path/runs`` is a runs root."""
     return copy_run(base_run, tmp_path / "runs" / "r1")
+
+
+@pytest.fixture(scope="session")
+def session_server():
+    """One scripted OpenAI-compatible server on 127.0.0.1 for the LLM client tests."""
+    from clio.llm.scripted_server import ScriptedServer
+
+    with ScriptedServer() as srv:
+        yield srv
+
+
+@pytest.fixture()
+def server(session_server):
+    """The session's scripted server, idle and reset to its defaults (no queue, handler, latency)."""
+    assert session_server.wait_idle(5)
+    session_server.reset()
+    session_server.handler = None
+    session_server.latency_ms = 0.0
+    return session_server

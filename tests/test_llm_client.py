@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,21 +22,6 @@ from clio.llm.openai_backend import OpenAIBackend
 from clio.llm.scripted_server import Reply, ScriptedServer, last_user_message
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="session")
-def session_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as srv:
-        yield srv
-
-
-@pytest.fixture()
-def server(session_server: ScriptedServer) -> ScriptedServer:
-    assert session_server.wait_idle(5)
-    session_server.reset()
-    session_server.handler = None
-    session_server.latency_ms = 0.0
-    return session_server
 
 
 def ask(text: str, **kw: object) -> ChatRequest:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,20 +19,6 @@ pytestmark = pytest.mark.timeout(60)
 class Facet(BaseModel):
     summary: str = Field(min_length=1)
     harm: int = Field(ge=0, le=5)
-
-
-@pytest.fixture(scope="session")
-def session_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as srv:
-        yield srv
-
-
-@pytest.fixture()
-def server(session_server: ScriptedServer) -> ScriptedServer:
-    assert session_server.wait_idle(5)
-    session_server.reset()
-    session_server.handler = None
-    return session_server
 
 
 def ask(text: str, **kw: object) -> ChatRequest:
