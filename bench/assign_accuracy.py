@@ -1,6 +1,6 @@
 """How well ``bailclio assign`` places new conversations in an existing taxonomy.
 
-For each seed: build a taxonomy (clio.pipeline.run, default config) on a random 70% of
+For each seed: build a taxonomy (bailclio.pipeline.run, default config) on a random 70% of
 data/bailbench.csv, place the other 30% with each placement method, and score the placed leaf's
 majority subcategory and majority category (majority among the run's own rows in that leaf)
 against the held-out rows' true labels, over the rows that were assigned; also the unassigned
@@ -30,11 +30,11 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clio.config import Config  # noqa: E402
-from clio.pipeline import run as build_run  # noqa: E402
-from clio.rundir import load_run  # noqa: E402
-from embeddings.encoder import embed_texts  # noqa: E402
-from taxonomy.assign import place, reference, run_embedding_config, self_agreement, transform  # noqa: E402
+from bailclio.config import Config  # noqa: E402
+from bailclio.embeddings.encoder import embed_texts  # noqa: E402
+from bailclio.pipeline import run as build_run  # noqa: E402
+from bailclio.rundir import load_run  # noqa: E402
+from bailclio.taxonomy.assign import place, reference, run_embedding_config, self_agreement, transform  # noqa: E402
 
 METHODS = (("knn", 5), ("knn", 10), ("knn", 20), ("centroid", 10))
 

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clio.config import Config
-from clio.detect.runner import DetectOptions, run_detect
+from bailclio.config import Config
+from bailclio.detect.runner import DetectOptions, run_detect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ _SERVER = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from detect_model import simulated_model
-from clio.llm.scripted_server import ScriptedServer
+from scripted_server import ScriptedServer
 srv = ScriptedServer(simulated_model, latency_ms={latency}, supports_logprobs={logprobs}).start()
 print("PORT", srv.port, flush=True)
 while True:

@@ -54,7 +54,7 @@ WORDS = [
 
 
 def build_run(out: Path, n: int, seed: int = 0) -> Path:
-    from taxonomy.model import FORMAT_VERSION, Node, Taxonomy
+    from bailclio.taxonomy.model import FORMAT_VERSION, Node, Taxonomy
 
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)

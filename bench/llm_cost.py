@@ -47,7 +47,7 @@ def sample_rows(n: int) -> pl.DataFrame:
 
 
 def make_analyst(frame: pl.DataFrame) -> Any:
-    from clio.llm.scripted_server import Reply
+    from scripted_server import Reply
 
     sub_of = dict(zip(frame["content"].to_list(), frame["subcategory"].to_list(), strict=True))
 
@@ -88,7 +88,7 @@ def make_analyst(frame: pl.DataFrame) -> Any:
 
 
 def run_once(inp: Path, out: Path, cfg: Any) -> tuple[dict[str, Any], float]:
-    from clio.pipeline import run
+    from bailclio.pipeline import run
 
     t0 = time.perf_counter()
     res = run(inp, out, cfg, force=True, progress=False)
@@ -103,9 +103,10 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     args = ap.parse_args()
 
-    from clio.config import load_config
-    from clio.llm.scripted_server import ScriptedServer
-    from clio.pipeline import ensure_numba_cache
+    from scripted_server import ScriptedServer
+
+    from bailclio.config import load_config
+    from bailclio.pipeline import ensure_numba_cache
 
     warnings.filterwarnings("ignore", category=UserWarning)
     ensure_numba_cache()

@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from clio.llm.base import ChatRequest
-from clio.llm.openai_backend import OpenAIBackend
+from bailclio.llm.base import ChatRequest
+from bailclio.llm.openai_backend import OpenAIBackend
 
 
 def _messages(tag: str, i: int) -> list[dict[str, str]]:
@@ -61,7 +61,7 @@ def main() -> int:
     args = ap.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "clio.llm.scripted_server", "--latency-ms", str(args.latency_ms)],
+        [sys.executable, "-m", "scripted_server", "--latency-ms", str(args.latency_ms)],
         stdout=subprocess.PIPE,
         text=True,
     )

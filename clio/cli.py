@@ -1,4 +1,4 @@
-"""The ``bailclio`` command line: a thin dispatcher over ``clio.commands.*`` modules."""
+"""The ``bailclio`` command line: a thin dispatcher over ``bailclio.commands.*`` modules."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import importlib
 import sys
 
-from clio import __version__
-from clio.errors import UserError
+from bailclio import __version__
+from bailclio.errors import UserError
 
 # Each name is a module in clio/commands exposing ``register(subparsers)``.
 COMMANDS = ("run", "show", "explore", "export", "assign", "diff", "eval", "detect")
@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"clio.commands.{name}")
+            module = importlib.import_module(f"bailclio.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"clio.commands.{name}":
+            if exc.name == f"bailclio.commands.{name}":
                 continue
             raise
         module.register(sub)

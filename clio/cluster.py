@@ -7,7 +7,7 @@ row lands in a leaf. ``min_cluster_size`` defaults from N (``max(5, round(sqrt(N
 Example::
 
     >>> import numpy as np
-    >>> from clio.config import ClusterConfig
+    >>> from bailclio.config import ClusterConfig
     >>> rng = np.random.default_rng(0)
     >>> Z = np.vstack([rng.normal(c, 0.1, size=(30, 2)) for c in (0, 5, 10)])
     >>> res = cluster_points(Z, ClusterConfig())
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from clio.config import ClusterConfig
+from bailclio.config import ClusterConfig
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Every section is a small pydantic model, so an unknown key or a bad value fails with a message
 that names it::
 
-    >>> from clio.config import Config
+    >>> from bailclio.config import Config
     >>> cfg = Config.model_validate({"cluster": {"min_cluster_size": 12}})
     >>> cfg.cluster.min_cluster_size
     12
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clio.errors import UserError
+from bailclio.errors import UserError
 
 
 class _Section(BaseModel):

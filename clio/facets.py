@@ -18,7 +18,7 @@ you want)::
     minimum = 1
     maximum = 5
 
-The defaults (:func:`clio.config.default_facets`) are ``request``, ``bail_reason`` (clustered),
+The defaults (:func:`bailclio.config.default_facets`) are ``request``, ``bail_reason`` (clustered),
 ``language`` and ``concern`` (1-5). All facets of a conversation are asked in one structured call
 whose JSON schema is built from the facet list (:func:`facet_model`), so a run makes at most one
 facet call per distinct conversation (plus a bounded retry for a reply that fails validation).
@@ -45,8 +45,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from clio.config import FacetConfig
-from clio.llm.base import ChatRequest, LLMBackend
+from bailclio.config import FacetConfig
+from bailclio.llm.base import ChatRequest, LLMBackend
 
 DELIMITER_TAGS = (
     "conversation",
@@ -212,7 +212,7 @@ def extract_facets(
     max_attempts: int,
 ) -> FacetResults:
     """Ask every facet of every row (identical requests are called once), validated and scrubbed."""
-    from clio.llm.structured import generate_structured
+    from bailclio.llm.structured import generate_structured
 
     model = facet_model(facets)
     requests = [

@@ -10,7 +10,7 @@ intermediate node exactly one top parent. Defaults from the number of leaves k:
 Example::
 
     >>> import numpy as np
-    >>> from clio.config import HierarchyConfig
+    >>> from bailclio.config import HierarchyConfig
     >>> rng = np.random.default_rng(0)
     >>> space = rng.normal(size=(200, 5))
     >>> labels = np.repeat(np.arange(40), 5)
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clio.config import HierarchyConfig
+from bailclio.config import HierarchyConfig
 
 
 @dataclass

@@ -14,7 +14,7 @@ Every other column is preserved. Rows that cannot be used (a JSON line that does
 missing or empty text, an empty conversation, a turn of the wrong type, bytes that are not UTF-8, a
 missing id) are returned as rejects with their 1-based line/row number, the field and the reason;
 nothing is dropped silently. A file that cannot be read at all, has no usable text column, or
-repeats an id raises :class:`~clio.errors.UserError`.
+repeats an id raises :class:`~bailclio.errors.UserError`.
 
 Example::
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from clio.errors import UserError
+from bailclio.errors import UserError
 
 TEXT_CANDIDATES = ("text", "content", "prompt")
 CONVERSATION_CANDIDATES = ("conversation", "messages")

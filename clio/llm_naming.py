@@ -7,7 +7,7 @@ imperative name ("Refuse to write sexual content involving minors") and a two-se
 description, validated by pydantic (exact keys, length limits), whitespace-normalised and scrubbed
 of e-mail addresses, phone numbers and URLs.
 
-Parents: this module names the *structural* hierarchy of :mod:`clio.hierarchy` (Ward cuts over the
+Parents: this module names the *structural* hierarchy of :mod:`bailclio.hierarchy` (Ward cuts over the
 leaf centroids) instead of running Clio's hierarchizer (neighbourhoods -> proposed parents ->
 dedupe -> LLM assignment of each child -> renaming). Why: the structure stays computed without the
 LLM, so it is reproducible from the embeddings alone, costs one call per parent (O(clusters) in
@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from clio.config import Config
-from clio.facets import escape_delimiters, scrub_pii
-from clio.llm.base import STAT_KEYS, ChatRequest, LLMBackend
+from bailclio.config import Config
+from bailclio.facets import escape_delimiters, scrub_pii
+from bailclio.llm.base import STAT_KEYS, ChatRequest, LLMBackend
 
 LEVEL_NAMES = ("top", "intermediate", "leaf")
 
@@ -226,7 +226,7 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
 def _ask(
     backend: LLMBackend, requests: dict[int, ChatRequest], cfg: Config, desc: str
 ) -> dict[int, tuple[ClusterName | None, str | None]]:
-    from clio.llm.structured import generate_structured
+    from bailclio.llm.structured import generate_structured
 
     keys = sorted(requests)
     answers = generate_structured(

@@ -1,12 +1,12 @@
 """The LLM stage of ``bailclio run``: facet summaries before clustering, names after it.
 
-With ``llm.backend`` set, :func:`clio.pipeline.run` uses one :class:`LLMStage`:
+With ``llm.backend`` set, :func:`bailclio.pipeline.run` uses one :class:`LLMStage`:
 
 1. :meth:`LLMStage.facets` asks every facet of every conversation in one structured call
-   (:mod:`clio.facets`), stores the answers as ``facet_<name>`` columns and returns the texts to
+   (:mod:`bailclio.facets`), stores the answers as ``facet_<name>`` columns and returns the texts to
    cluster: the clustered facet's summary, or the rendered text for a row whose call failed (those
    rows are counted, never dropped).
-2. :meth:`LLMStage.names` names the leaves and their parents (:mod:`clio.llm_naming`).
+2. :meth:`LLMStage.names` names the leaves and their parents (:mod:`bailclio.llm_naming`).
 
 Every call goes through the back-end's SQLite cache, committed per call. Its default place is
 ``~/.cache/bailclio/llm/<backend>-<model>.sqlite`` (under ``BAILCLIO_CACHE_DIR`` when set; or
@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from clio.config import Config, FacetConfig
-from clio.errors import UserError
-from clio.llm_naming import STAT_KEYS, NamingResult, name_hierarchy, stats_delta
+from bailclio.config import Config, FacetConfig
+from bailclio.errors import UserError
+from bailclio.llm_naming import STAT_KEYS, NamingResult, name_hierarchy, stats_delta
 
 
 def default_cache_path(cfg: Config) -> Path:
     """Where ``run`` keeps its LLM cache unless ``llm.cache_path`` says otherwise."""
-    from embeddings.encoder import default_cache_dir
+    from bailclio.embeddings.encoder import default_cache_dir
 
     if cfg.llm.cache_path:
         return Path(cfg.llm.cache_path).expanduser()
@@ -51,7 +51,7 @@ def _say(msg: str) -> None:
 
 class LLMStage:
     def __init__(self, cfg: Config, *, progress: bool = True) -> None:
-        from clio.llm import make_backend
+        from bailclio.llm import make_backend
 
         self.cfg = cfg
         try:
@@ -71,7 +71,7 @@ class LLMStage:
 
     # ---- stage 1 -------------------------------------------------------------------------------
     def facets(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-        from clio.facets import bail_context, extract_facets
+        from bailclio.facets import bail_context, extract_facets
 
         cfg = self.cfg
         before = self.backend.stats()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clio.config import NamingConfig
+from bailclio.config import NamingConfig
 
 # Words that frame almost any request to an assistant, and the role labels of rendered
 # transcripts; they say nothing about why a model left.

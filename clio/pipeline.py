@@ -3,7 +3,7 @@
 Stages: ingest -> deduplicate -> embed (cached) -> reduce (UMAP) -> cluster (HDBSCAN) ->
 hierarchy (Ward on leaf centroids) -> names (c-TF-IDF keyphrases + exemplars) -> write.
 Exact duplicate texts are embedded and clustered once; every input row still gets its assignment.
-With ``llm.backend`` set (:mod:`clio.llm_stage`), facet summaries are written before embedding and
+With ``llm.backend`` set (:mod:`bailclio.llm_stage`), facet summaries are written before embedding and
 clustered instead of the texts, and LLM names replace the keyphrase names after the hierarchy;
 without it, nothing of this runs and the outputs are those of the keyphrase pipeline.
 The manifest (written last, so a half-written directory is never mistaken for a run) records the
@@ -11,7 +11,7 @@ config, package versions, seed, input hash, counts and per-stage timings.
 
 Example::
 
-    >>> from clio.config import Config
+    >>> from bailclio.config import Config
     >>> result = run("data/bailbench.csv", "runs/bb", Config())   # doctest: +SKIP
     >>> result.manifest["counts"]["accepted"]
     1630
@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from clio import __version__, rundir
-from clio.config import Config
-from clio.errors import UserError
-from clio.ingest import Ingested, read_input
-from clio.provenance import VERSIONED_PACKAGES as VERSIONED_PACKAGES  # re-exported
-from clio.provenance import file_sha256, package_versions
-from taxonomy.model import FORMAT_VERSION, Node, Taxonomy
+from bailclio import __version__, rundir
+from bailclio.config import Config
+from bailclio.errors import UserError
+from bailclio.ingest import Ingested, read_input
+from bailclio.provenance import VERSIONED_PACKAGES as VERSIONED_PACKAGES  # re-exported
+from bailclio.provenance import file_sha256, package_versions
+from bailclio.taxonomy.model import FORMAT_VERSION, Node, Taxonomy
 
 LEVEL_PREFIX = ("T", "M", "L")  # top, intermediate, leaf
 OUTLIER_NAME = "Unclustered (HDBSCAN noise)"
@@ -52,7 +52,7 @@ def _log(msg: str) -> None:
 def ensure_numba_cache() -> None:
     """Keep numba's compiled functions on disk so only the first run ever pays for compiling."""
     if "NUMBA_CACHE_DIR" not in os.environ:
-        from embeddings.encoder import default_cache_dir
+        from bailclio.embeddings.encoder import default_cache_dir
 
         path = default_cache_dir() / "numba"
         path.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def name_levels(
     cfg: Config,
 ) -> list[dict[int, dict[str, Any]]]:
     """Keyphrase names, descriptions and exemplar indices for every node of every level."""
-    from clio.naming import ctfidf_keywords, describe, exemplars, name_from_keywords
+    from bailclio.naming import ctfidf_keywords, describe, exemplars, name_from_keywords
 
     out = []
     for groups in groups_per_level:
@@ -159,7 +159,7 @@ def run(
     llm = None
     cluster_texts = row_texts
     if cfg.llm.backend != "none":
-        from clio.llm_stage import LLMStage
+        from bailclio.llm_stage import LLMStage
 
         llm = LLMStage(cfg, progress=progress)
         frame, cluster_texts = timer.stage("facets", lambda: llm.facets(frame))
@@ -171,10 +171,10 @@ def run(
         row_to_unique[i] = unique_index.setdefault(t, len(unique_index))
     texts = list(unique_index)
 
-    from clio.cluster import cluster_points
-    from clio.hierarchy import build_hierarchy
-    from clio.reduce import reduce_vectors
-    from embeddings.encoder import embed_texts
+    from bailclio.cluster import cluster_points
+    from bailclio.embeddings.encoder import embed_texts
+    from bailclio.hierarchy import build_hierarchy
+    from bailclio.reduce import reduce_vectors
 
     vectors, embed_stats = timer.stage("embed", lambda: embed_texts(texts, cfg.embedding, progress=progress))
     space, xy, reduce_info = timer.stage("reduce", lambda: reduce_vectors(vectors, cfg.reduce, cfg.seed))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from clio import __version__
+from bailclio import __version__
 
 # Packages whose versions a run's manifest records (those not installed are left out).
 VERSIONED_PACKAGES = (

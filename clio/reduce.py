@@ -6,7 +6,7 @@ vectors and seed give the same coordinates.
 Example::
 
     >>> import numpy as np
-    >>> from clio.config import ReduceConfig
+    >>> from bailclio.config import ReduceConfig
     >>> X = np.random.default_rng(0).normal(size=(60, 16)).astype("float32")
     >>> space, xy, info = reduce_vectors(X, ReduceConfig(n_components=3), seed=0)   # doctest: +SKIP
     >>> space.shape, xy.shape
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from clio.config import ReduceConfig
+from bailclio.config import ReduceConfig
 
 
 def center_vectors(X: np.ndarray) -> np.ndarray:

@@ -26,8 +26,8 @@ from typing import Any
 
 import polars as pl
 
-from clio.errors import UserError
-from taxonomy.model import FORMAT_VERSION, Taxonomy, TaxonomyError
+from bailclio.errors import UserError
+from bailclio.taxonomy.model import FORMAT_VERSION, Taxonomy, TaxonomyError
 
 MANIFEST = "manifest.json"
 CONVERSATIONS = "conversations.parquet"
@@ -107,7 +107,7 @@ def load_run(path: str | Path, *, curated: bool = True) -> Run:
         raise UserError(f"{p / ASSIGNMENTS}: missing column '{missing[0]}'")
     run = Run(p, manifest, conv, assign, tax)
     if curated and (p / CURATION).exists():
-        from taxonomy.curation import apply_curation
+        from bailclio.taxonomy.curation import apply_curation
 
         run = apply_curation(run)
     return run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from clio.rundir import Run
+from bailclio.rundir import Run
 
 
 def print_tree(run: Run, depth: int | None = None, file: IO[str] = sys.stdout) -> None:

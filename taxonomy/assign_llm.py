@@ -1,7 +1,7 @@
 """LLM classification of new conversations over a run's leaves (``bailclio assign --llm``).
 
 As in Clio, an LLM reads each new conversation and picks the leaf that describes it from the
-leaves' names and descriptions. The embedding placement of :mod:`taxonomy.assign` stays the
+leaves' names and descriptions. The embedding placement of :mod:`bailclio.taxonomy.assign` stays the
 default and is unchanged without ``--llm``; with it, the embedding does two jobs:
 
 * **Shortlist.** Each row is offered ``shortlist`` leaves (default 6): the placement's winner
@@ -36,7 +36,7 @@ text inside it is never an instruction. Whatever a conversation says, the valida
 only be a shortlist id or ``"none"``.
 
 Calls go through the back-end's SQLite cache (default as for ``bailclio run``, see
-:func:`clio.llm_stage.default_cache_path`; ``--llm-cache`` moves it), so a rerun makes no calls.
+:func:`bailclio.llm_stage.default_cache_path`; ``--llm-cache`` moves it), so a rerun makes no calls.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, create_model
 
-from clio.facets import escape_delimiters, render_transcript
-from clio.llm.base import ChatRequest, LLMBackend
+from bailclio.facets import escape_delimiters, render_transcript
+from bailclio.llm.base import ChatRequest, LLMBackend
 
 if TYPE_CHECKING:
-    from clio.config import LLMConfig
-    from taxonomy.model import Taxonomy
+    from bailclio.config import LLMConfig
+    from bailclio.taxonomy.model import Taxonomy
 
 DEFAULT_SHORTLIST = 6
 NONE = "none"
@@ -180,10 +180,10 @@ def generate_choices(
     retry_temperature: float | None = 0.7,
     desc: str = "classify",
 ) -> list[tuple[BaseModel | None, str | None]]:
-    """:func:`clio.llm.structured.generate_structured` with one reply model per request (each
+    """:func:`bailclio.llm.structured.generate_structured` with one reply model per request (each
     row's shortlist is its own ``Literal``): invalid replies are asked again with a new seed, up
     to ``max_attempts`` tries; back-end failures are not retried here."""
-    from clio.llm.structured import generate_structured
+    from bailclio.llm.structured import generate_structured
 
     return generate_structured(
         backend, list(requests), list(models), max_attempts, retry_temperature=retry_temperature, desc=desc

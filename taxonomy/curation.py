@@ -1,6 +1,6 @@
 """Hand edits to a run's taxonomy, kept as an edit log in ``RUNDIR/curation.json``.
 
-The pipeline's files are never rewritten: the log is replayed on load (``clio.rundir.load_run``
+The pipeline's files are never rewritten: the log is replayed on load (``bailclio.rundir.load_run``
 calls :func:`apply_curation`), so every command that reads a run sees the curated taxonomy and an
 edit can be undone by dropping it from the log. ``curation.json``::
 
@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from clio.errors import UserError
-from taxonomy.model import Node, Taxonomy
+from bailclio.errors import UserError
+from bailclio.taxonomy.model import Node, Taxonomy
 
 if TYPE_CHECKING:
-    from clio.rundir import Run
+    from bailclio.rundir import Run
 
 CURATION_FILE = "curation.json"
 CURATION_VERSION = 1
@@ -80,7 +80,7 @@ def load_edits(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def save_edits(run_dir: str | Path, edits: list[dict[str, Any]]) -> Path:
-    from clio.rundir import write_json
+    from bailclio.rundir import write_json
 
     p = curation_path(run_dir)
     write_json(p, {"format_version": CURATION_VERSION, "edits": edits})
@@ -187,7 +187,7 @@ def replay(
 
 def apply_curation(run: Run) -> Run:
     """A new Run with ``curation.json`` replayed: edited taxonomy, re-pathed assignments, sizes."""
-    from clio.rundir import Run
+    from bailclio.rundir import Run
 
     edits = load_edits(run.path)
     if not edits:
@@ -252,7 +252,7 @@ def append_edit(run: Run, edit: dict[str, Any]) -> dict[str, Any]:
     The check replays the whole log on the pipeline's ``taxonomy.json`` first, so ``run`` may be
     loaded with or without curation; an invalid edit raises :class:`CurationError` and is not saved.
     """
-    from clio.rundir import TAXONOMY
+    from bailclio.rundir import TAXONOMY
 
     edits = load_edits(run.path)
     tax, _ = replay(Taxonomy.load(run.path / TAXONOMY), edits, str(curation_path(run.path)))

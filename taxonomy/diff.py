@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from clio.errors import UserError
-from clio.stats import wilson_interval
-from taxonomy.evaluate import row_level_ids
+from bailclio.errors import UserError
+from bailclio.stats import wilson_interval
+from bailclio.taxonomy.evaluate import row_level_ids
 
 if TYPE_CHECKING:
-    from clio.rundir import Run
+    from bailclio.rundir import Run
 
 UNASSIGNED = "(unassigned)"
 CENTROID_WEIGHT = 0.8
@@ -61,8 +61,8 @@ class Side:
 
 def load_side(path: str | Path, level: int, *, curated: bool = True) -> Side:
     """A run directory or an assign output file, counted at ``level``."""
-    from clio.rundir import load_run
-    from taxonomy.assign import read_output_run
+    from bailclio.rundir import load_run
+    from bailclio.taxonomy.assign import read_output_run
 
     p = Path(path)
     if p.is_file():
@@ -100,7 +100,7 @@ def _check_level(run: Run, level: int) -> None:
 
 
 def _run_vectors(run: Run) -> np.ndarray:
-    from clio import rundir
+    from bailclio import rundir
 
     path = run.file(rundir.EMBEDDINGS)
     if not path.exists():

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clio.errors import UserError
+from bailclio.errors import UserError
 
 if TYPE_CHECKING:
-    from clio.rundir import Run
+    from bailclio.rundir import Run
 
 OUTLIER_MODES = ("own", "excluded", "attached")
 OUTLIER_LABEL = "__outlier__"

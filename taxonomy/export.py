@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from clio.errors import UserError
-from taxonomy.evaluate import level_names, row_level_ids
+from bailclio.errors import UserError
+from bailclio.taxonomy.evaluate import level_names, row_level_ids
 
 if TYPE_CHECKING:
-    from clio.rundir import Run
+    from bailclio.rundir import Run
 
 FORMATS = ("bailbench", "csv", "jsonl", "parquet")
 EXTENSIONS = {"bailbench": ".csv", "csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}

@@ -45,8 +45,8 @@ def bailbench_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_run(bailbench_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run (real MiniLM, UMAP, HDBSCAN) over the 300-row sample."""
-    from clio.config import Config
-    from clio.pipeline import run
+    from bailclio.config import Config
+    from bailclio.pipeline import run
 
     out = tmp_path_factory.mktemp("runs") / "small"
     run(bailbench_sample, out, Config(), force=True, progress=False)
@@ -79,7 +79,7 @@ def run_dir(base_run: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def session_server():
     """One scripted OpenAI-compatible server on 127.0.0.1 for the LLM client tests."""
-    from clio.llm.scripted_server import ScriptedServer
+    from scripted_server import ScriptedServer
 
     with ScriptedServer() as srv:
         yield srv

@@ -24,8 +24,9 @@ import json
 import math
 from typing import Any
 
-from clio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, JOURNAL_PREFILL, PREFILL, TOOL_NAME
-from clio.llm.scripted_server import Reply
+from scripted_server import Reply
+
+from bailclio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, JOURNAL_PREFILL, PREFILL, TOOL_NAME
 
 LOG = math.log
 

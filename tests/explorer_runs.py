@@ -68,8 +68,8 @@ def transcript_run(base: Path) -> Path:
     out = base / "explorer-run"
     if (out / "manifest.json").exists():
         return out
-    from clio.config import Config
-    from clio.pipeline import run
+    from bailclio.config import Config
+    from bailclio.pipeline import run
 
     src = write_transcripts(base / "explorer-transcripts.jsonl")
     tmp = base / "explorer-run-building"

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from clio.llm.scripted_server import Reply
+from scripted_server import Reply
 
 
 def _split(text: str) -> list[str]:

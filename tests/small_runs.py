@@ -31,9 +31,9 @@ def _frames() -> dict[str, pl.DataFrame]:
 
 def build_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Write the inputs and build the two runs under the session's temporary folder (once)."""
-    from clio.config import Config
-    from clio.pipeline import run
-    from clio.rundir import is_run_dir
+    from bailclio.config import Config
+    from bailclio.pipeline import run
+    from bailclio.rundir import is_run_dir
 
     root = tmp_path_factory.getbasetemp() / "small_runs"
     root.mkdir(exist_ok=True)

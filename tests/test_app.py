@@ -16,9 +16,9 @@ import pytest
 from explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run
 from streamlit.testing.v1 import AppTest
 
-from clio.cli import main as cli_main
-from clio.rundir import load_run
-from explorer import data as D
+from bailclio.cli import main as cli_main
+from bailclio.explorer import data as D
+from bailclio.rundir import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -220,7 +220,7 @@ def test_top_category_and_label_column_filters(run_dir: Path) -> None:
 
 
 def test_compare_shows_shares_and_categories_that_vanish(run_dir: Path) -> None:
-    from taxonomy.curation import merge_nodes
+    from bailclio.taxonomy.curation import merge_nodes
 
     other = copy_run(run_dir, run_dir.parent / "r2")
     run = load_run(other)
@@ -304,7 +304,7 @@ def test_curate_merge_and_move_update_tree_and_assignments(run_dir: Path) -> Non
 
 
 def test_curate_merge_of_non_siblings_is_refused_with_a_message(run_dir: Path) -> None:
-    from taxonomy.curation import CurationError, merge_nodes
+    from bailclio.taxonomy.curation import CurationError, merge_nodes
 
     run = load_run(run_dir)
     a, b = next(
@@ -316,7 +316,7 @@ def test_curate_merge_of_non_siblings_is_refused_with_a_message(run_dir: Path) -
 
 
 def test_downloads_offer_taxonomy_and_labels_with_curation(run_dir: Path) -> None:
-    from taxonomy.curation import rename_node
+    from bailclio.taxonomy.curation import rename_node
 
     leaf = load_run(run_dir).taxonomy.leaves[0]
     rename_node(load_run(run_dir), leaf.id, "Renamed leaf")
@@ -372,7 +372,7 @@ def test_explore_command_serves_the_app_on_localhost(run_dir: Path) -> None:
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clio.cli", "explore", str(run_dir), "--port", str(port)],
+        [sys.executable, "-m", "bailclio.cli", "explore", str(run_dir), "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

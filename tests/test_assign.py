@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from clio.cli import main
-from clio.rundir import load_run
-from taxonomy.assign import read_output_run
+from bailclio.cli import main
+from bailclio.rundir import load_run
+from bailclio.taxonomy.assign import read_output_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from small_runs import build_runs  # noqa: E402

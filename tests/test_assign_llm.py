@@ -18,13 +18,13 @@ from typing import Any
 
 import polars as pl
 import pytest
+from scripted_server import ScriptedServer, last_user_message
 
-from clio.cli import main
-from clio.config import load_config
-from clio.llm.scripted_server import ScriptedServer, last_user_message
-from clio.llm_stage import default_cache_path
-from clio.rundir import load_run
-from taxonomy.assign_llm import escape_untrusted
+from bailclio.cli import main
+from bailclio.config import load_config
+from bailclio.llm_stage import default_cache_path
+from bailclio.rundir import load_run
+from bailclio.taxonomy.assign_llm import escape_untrusted
 
 sys.path.insert(0, str(Path(__file__).parent))
 from small_runs import build_runs  # noqa: E402

@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path):
     port = free_port()
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clio.cli", "explore", str(run_dir), "--port", str(port)],
+        [sys.executable, "-m", "bailclio.cli", "explore", str(run_dir), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -115,7 +115,7 @@ def wait_for(driver, css: str, text: str | None = None, timeout: float = 45):
 
 
 def test_tree_map_node_and_conversation_in_chromium(server, browser) -> None:
-    from clio.rundir import load_run
+    from bailclio.rundir import load_run
 
     url, run_dir = server
     run = load_run(run_dir)

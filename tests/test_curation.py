@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from clio.errors import UserError
-from clio.rundir import load_run
-from taxonomy import curation as C
+from bailclio.errors import UserError
+from bailclio.rundir import load_run
+from bailclio.taxonomy import curation as C
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from scripted_server import Reply, ScriptedServer
 
-from clio.cli import main
-from clio.detect import protocol, scoring
-from clio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, TOOL_NAME
-from clio.detect.scoring import (
+from bailclio.cli import main
+from bailclio.detect import protocol, scoring
+from bailclio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, TOOL_NAME
+from bailclio.detect.scoring import (
     called_bail_tool,
     p_bail_from_logprobs,
     p_bail_from_samples,
@@ -25,9 +26,8 @@ from clio.detect.scoring import (
     strip_thinking,
     wilson_interval,
 )
-from clio.ingest import read_input
-from clio.llm.base import ChatRequest
-from clio.llm.scripted_server import Reply, ScriptedServer
+from bailclio.ingest import read_input
+from bailclio.llm.base import ChatRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detect_model import simulated_model  # noqa: E402
@@ -188,7 +188,7 @@ def test_bail_tool_decision(names: list[str], text: str, bailed: bool) -> None:
 
 
 def _gpt2(s: str) -> str:
-    from clio.detect.scoring import _gpt2_bytes_to_unicode
+    from bailclio.detect.scoring import _gpt2_bytes_to_unicode
 
     table = _gpt2_bytes_to_unicode()
     return "".join(table[b] for b in s.encode("utf-8"))
@@ -552,7 +552,7 @@ def _sequence_model(body: dict[str, Any]) -> Reply:
 
 
 def test_the_scripted_server_returns_prompt_logprobs_like_vllm() -> None:
-    from clio.llm.openai_backend import OpenAIBackend
+    from bailclio.llm.openai_backend import OpenAIBackend
 
     ask = [{"role": "user", "content": "hi"}]
     with ScriptedServer(_sequence_model) as srv:

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import polars as pl
+from scripted_server import ScriptedServer
 
-from clio.cli import main
-from clio.llm.scripted_server import ScriptedServer
-from clio.rundir import load_run
+from bailclio.cli import main
+from bailclio.rundir import load_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detect_model import simulated_model  # noqa: E402

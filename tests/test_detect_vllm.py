@@ -31,9 +31,9 @@ import polars as pl
 import pytest
 from vllm_server import HAVE_VLLM_ENV, SERVED_NAME, SKIP_REASON
 
-from clio.cli import main
-from clio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, ORDERS
-from clio.rundir import load_run
+from bailclio.cli import main
+from bailclio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, ORDERS
+from bailclio.rundir import load_run
 
 pytestmark = [
     pytest.mark.vllm,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clio.cli import main
-from clio.rundir import load_run
-from taxonomy.diff import newcombe_interval, wilson_interval
+from bailclio.cli import main
+from bailclio.rundir import load_run
+from bailclio.taxonomy.diff import newcombe_interval, wilson_interval
 
 sys.path.insert(0, str(Path(__file__).parent))
 from small_runs import ADDED_CATEGORY, build_runs  # noqa: E402

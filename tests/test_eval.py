@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from sklearn import metrics
 
-from clio.cli import main
-from clio.rundir import Run, load_run
-from taxonomy.evaluate import evaluate_run, score_labels
-from taxonomy.model import Node, Taxonomy
+from bailclio.cli import main
+from bailclio.rundir import Run, load_run
+from bailclio.taxonomy.evaluate import evaluate_run, score_labels
+from bailclio.taxonomy.model import Node, Taxonomy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from small_runs import build_runs  # noqa: E402

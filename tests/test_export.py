@@ -11,11 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from clio.cli import main
-from clio.ingest import read_input
-from clio.rundir import Run, load_run
-from taxonomy.export import export_frame, last_user_turn
-from taxonomy.model import Node, Taxonomy
+from bailclio.cli import main
+from bailclio.ingest import read_input
+from bailclio.rundir import Run, load_run
+from bailclio.taxonomy.export import export_frame, last_user_turn
+from bailclio.taxonomy.model import Node, Taxonomy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from small_runs import build_runs  # noqa: E402

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from clio.errors import UserError
-from clio.ingest import read_input, render_conversation
+from bailclio.errors import UserError
+from bailclio.ingest import read_input, render_conversation
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from scripted_server import Reply, ScriptedServer, last_user_message
 
-from clio.config import LLMConfig
-from clio.errors import UserError
-from clio.llm import make_backend
-from clio.llm.base import ChatRequest
-from clio.llm.cache import LLMCache
-from clio.llm.openai_backend import OpenAIBackend
-from clio.llm.scripted_server import Reply, ScriptedServer, last_user_message
+from bailclio.config import LLMConfig
+from bailclio.errors import UserError
+from bailclio.llm import make_backend
+from bailclio.llm.base import ChatRequest
+from bailclio.llm.cache import LLMCache
+from bailclio.llm.openai_backend import OpenAIBackend
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,8 +141,8 @@ def test_identical_requests_in_one_batch_are_called_once(server: ScriptedServer)
 _CHILD = textwrap.dedent(
     """
     import sys
-    from clio.llm.base import ChatRequest
-    from clio.llm.openai_backend import OpenAIBackend
+    from bailclio.llm.base import ChatRequest
+    from bailclio.llm.openai_backend import OpenAIBackend
 
     base_url, cache, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     be = OpenAIBackend("scripted-model", base_url=base_url, cache=cache, max_concurrency=2,
@@ -346,7 +346,7 @@ def test_generate_works_inside_a_running_event_loop(server: ScriptedServer) -> N
 def test_retry_after_forms_are_understood() -> None:
     from email.utils import formatdate
 
-    from clio.llm.openai_backend import _retry_after_s
+    from bailclio.llm.openai_backend import _retry_after_s
 
     assert _retry_after_s({"retry-after": "2.5"}) == 2.5
     assert _retry_after_s({"retry-after-ms": "300", "retry-after": "9"}) == 0.3

@@ -35,14 +35,14 @@ from llm_stage_model import (
     theme_of_text,
     write_rows,
 )
+from scripted_server import Reply, ScriptedServer
 
-from clio.cli import main as cli_main
-from clio.config import Config, load_config
-from clio.facets import extract_facets, facet_model, scrub_pii
-from clio.llm.openai_backend import OpenAIBackend
-from clio.llm.scripted_server import Reply, ScriptedServer
-from clio.pipeline import RunResult, run
-from taxonomy.model import Taxonomy
+from bailclio.cli import main as cli_main
+from bailclio.config import Config, load_config
+from bailclio.facets import extract_facets, facet_model, scrub_pii
+from bailclio.llm.openai_backend import OpenAIBackend
+from bailclio.pipeline import RunResult, run
+from bailclio.taxonomy.model import Taxonomy
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,13 +257,13 @@ def test_killed_run_resumes_without_repeating_completed_calls(
     kill_after: int,
     latency_ms: int,
 ) -> None:
-    from clio.llm.cache import LLMCache
+    from bailclio.llm.cache import LLMCache
 
     server.latency_ms = latency_ms
     cache = tmp_path / "cache.sqlite"
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "clio.cli", "run", str(llm_input), "--out", str(out), "--quiet",
+        sys.executable, "-m", "bailclio.cli", "run", str(llm_input), "--out", str(out), "--quiet",
         "--llm", "openai", "--base-url", server.base_url, "--model", MODEL,
         "--llm-cache", str(cache), "--max-concurrency", "4",
     ]  # fmt: skip

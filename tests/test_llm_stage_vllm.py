@@ -26,8 +26,8 @@ pytestmark = [
 
 
 def test_run_with_vllm_serve_uses_structured_outputs_and_the_cache(vllm_server: str, tmp_path: Path) -> None:
-    from clio.config import Config, load_config
-    from clio.pipeline import run
+    from bailclio.config import Config, load_config
+    from bailclio.pipeline import run
 
     inp = write_rows(tmp_path / "bails.jsonl", make_rows(per_theme=3, injection=False))
     cfg = load_config(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
+from scripted_server import Reply, ScriptedServer, last_user_message
 
-from clio.llm.base import ChatRequest
-from clio.llm.openai_backend import OpenAIBackend
-from clio.llm.scripted_server import Reply, ScriptedServer, last_user_message
-from clio.llm.structured import extract_json, generate_structured
+from bailclio.llm.base import ChatRequest
+from bailclio.llm.openai_backend import OpenAIBackend
+from bailclio.llm.structured import extract_json, generate_structured
 
 pytestmark = pytest.mark.timeout(60)
 

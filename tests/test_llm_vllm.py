@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from vllm_server import HAVE_VLLM_ENV, ROOT, SKIP_REASON, VLLM_PYTHON, build_tiny_llama
 
-from clio.config import LLMConfig
-from clio.detect.protocol import BAIL_SYMBOL
-from clio.errors import UserError
-from clio.llm import make_backend
+from bailclio.config import LLMConfig
+from bailclio.detect.protocol import BAIL_SYMBOL
+from bailclio.errors import UserError
+from bailclio.llm import make_backend
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 DRIVER = Path(__file__).with_name("vllm_backend_driver.py")

@@ -11,14 +11,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from clio import rundir
-from clio.cli import main as cli_main
-from clio.cluster import attach_outliers, cluster_points
-from clio.config import ClusterConfig, Config, EmbeddingConfig, HierarchyConfig, load_config
-from clio.hierarchy import build_hierarchy
-from clio.naming import ctfidf_keywords, name_from_keywords
-from clio.pipeline import run
-from taxonomy.model import Taxonomy
+from bailclio import rundir
+from bailclio.cli import main as cli_main
+from bailclio.cluster import attach_outliers, cluster_points
+from bailclio.config import ClusterConfig, Config, EmbeddingConfig, HierarchyConfig, load_config
+from bailclio.hierarchy import build_hierarchy
+from bailclio.naming import ctfidf_keywords, name_from_keywords
+from bailclio.pipeline import run
+from bailclio.taxonomy.model import Taxonomy
 
 
 def blobs(n_blobs: int = 6, per: int = 40, dim: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +68,7 @@ def test_hierarchy_nests_leaves_in_mid_and_top_levels() -> None:
 
 
 def test_hierarchy_default_sizes_grow_with_the_number_of_leaves() -> None:
-    from clio.hierarchy import default_sizes
+    from bailclio.hierarchy import default_sizes
 
     assert default_sizes(80, HierarchyConfig()) == (13, 32)
     n_top, n_mid = default_sizes(6, HierarchyConfig())
@@ -86,7 +86,7 @@ def test_keyphrases_are_distinctive_and_sibling_names_unique() -> None:
 
 
 def test_config_rejects_unknown_keys_with_the_field_named(tmp_path: Path) -> None:
-    from clio.config import ConfigError
+    from bailclio.config import ConfigError
 
     path = tmp_path / "c.toml"
     path.write_text("[cluster]\nmin_cluster_sise = 3\n")
@@ -98,7 +98,7 @@ def test_config_rejects_unknown_keys_with_the_field_named(tmp_path: Path) -> Non
 
 
 def test_embedding_cache_embeds_nothing_twice(tmp_path: Path) -> None:
-    from embeddings.encoder import embed_texts
+    from bailclio.embeddings.encoder import embed_texts
 
     cfg = EmbeddingConfig(cache_dir=str(tmp_path))
     a, s1 = embed_texts(["alpha", "beta"], cfg, progress=False)
@@ -242,7 +242,7 @@ def test_cli_run_writes_rejects_and_prints_tree_and_summary(
 def test_cli_errors_are_one_line_with_exit_status_2(args: list[str], message: str) -> None:
     root = Path(__file__).parents[1]
     proc = subprocess.run(
-        [sys.executable, "-m", "clio.cli", *args], cwd=root, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bailclio.cli", *args], cwd=root, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -252,7 +252,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(args: list[str], message: st
 def test_incompatible_run_version_is_refused(small_run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from clio.errors import UserError
+    from bailclio.errors import UserError
 
     copy = tmp_path / "old"
     shutil.copytree(small_run, copy)

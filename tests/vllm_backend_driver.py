@@ -5,7 +5,7 @@ Run with the interpreter of ``.venv-vllm`` (vLLM's CPU build) and the repository
 
     PYTHONPATH=. .venv-vllm/bin/python tests/vllm_backend_driver.py MODEL_DIR CACHE.sqlite
 
-It builds one :class:`~clio.llm.vllm_backend.VLLMBackend` and sends a plain chat request, a
+It builds one :class:`~bailclio.llm.vllm_backend.VLLMBackend` and sends a plain chat request, a
 structured request validated by pydantic (constrained, then the same request unconstrained as a
 control), and a request with ``top_logprobs`` after the assistant prefill ``<wellbeing>``; then it
 reopens the SQLite cache from disk and sends them again. The summary is the last stdout line,
@@ -47,11 +47,11 @@ def _choice(res: Any) -> dict[str, Any]:
 
 
 def run(model: str, cache: Path) -> dict[str, Any]:
-    from clio.detect.protocol import PREFILL
-    from clio.llm.base import ChatRequest
-    from clio.llm.cache import LLMCache
-    from clio.llm.structured import generate_structured
-    from clio.llm.vllm_backend import VLLMBackend
+    from bailclio.detect.protocol import PREFILL
+    from bailclio.llm.base import ChatRequest
+    from bailclio.llm.cache import LLMCache
+    from bailclio.llm.structured import generate_structured
+    from bailclio.llm.vllm_backend import VLLMBackend
 
     be = VLLMBackend(
         model,

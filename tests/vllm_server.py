@@ -27,7 +27,7 @@ from typing import Any
 
 from llm_stage_model import make_rows
 
-from clio.detect import protocol
+from bailclio.detect import protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM = ROOT / ".venv-vllm" / "bin" / "vllm"

@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def llm_config(args: argparse.Namespace):
     """The LLM settings from --config and the flags, or None when no back-end is asked for."""
-    from clio.config import load_config
-    from clio.errors import UserError
+    from bailclio.config import load_config
+    from bailclio.errors import UserError
 
     overrides = {
         "llm.backend": args.llm,
@@ -73,9 +73,9 @@ def llm_config(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from clio.errors import UserError
-    from clio.rundir import load_run
-    from taxonomy.assign import assign_input, default_out, print_summary, write_output
+    from bailclio.errors import UserError
+    from bailclio.rundir import load_run
+    from bailclio.taxonomy.assign import assign_input, default_out, print_summary, write_output
 
     if args.neighbors < 1:
         raise UserError("--neighbors must be at least 1")
@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         shortlist=args.shortlist,
     )
     if result.rejects:
-        from clio.ingest import Ingested
+        from bailclio.ingest import Ingested
 
         rej = out.with_name(f"{out.stem}.rejects.jsonl")
         Ingested(frame=result.frame, rejects=result.rejects).write_rejects(rej)

@@ -7,7 +7,7 @@ Writes ``DIR/detections.parquet`` (one row per conversation, turn, method and pr
 ``DIR/bails.parquet`` (one row per bailed conversation turn, the transcript cut after the reply
 the model bailed after: ``bailclio run DIR/bails.parquet`` clusters it), ``DIR/summary.json`` and
 ``DIR/rejects.jsonl``; prints bail rates with 95% Wilson intervals. See
-:mod:`clio.detect.runner` for the call model.
+:mod:`bailclio.detect.runner` for the call model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clio.errors import UserError
+from bailclio.errors import UserError
 
 
 def register(subparsers: Any) -> None:
@@ -77,8 +77,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clio.config import load_config
-    from clio.detect.runner import DetectOptions, rates_table, run_detect
+    from bailclio.config import load_config
+    from bailclio.detect.runner import DetectOptions, rates_table, run_detect
 
     src = Path(args.input)
     if not src.exists():

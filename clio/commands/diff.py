@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from taxonomy.diff import diff_sides, format_table, load_side, plot
+    from bailclio.taxonomy.diff import diff_sides, format_table, load_side, plot
 
     a = load_side(args.a, args.level, curated=not args.raw)
     b = load_side(args.b, args.level, curated=not args.raw)

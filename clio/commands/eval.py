@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from clio.rundir import load_run
-    from taxonomy.evaluate import OUTLIER_MODES, evaluate_run, format_table
+    from bailclio.rundir import load_run
+    from bailclio.taxonomy.evaluate import OUTLIER_MODES, evaluate_run, format_table
 
     run = load_run(args.rundir, curated=not args.raw)
     modes = list(OUTLIER_MODES) if args.all else ["excluded" if args.exclude_outliers else "own"]

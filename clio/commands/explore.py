@@ -22,16 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def app_path() -> Path:
-    """``app.py`` next to the installed packages (the repository root for an editable install)."""
-    import clio
+    """The explorer's Streamlit script, shipped inside the package (works from a wheel)."""
+    from bailclio import explorer
 
-    here = Path(clio.__file__).resolve().parent.parent
-    candidate = here / "app.py"
-    if candidate.exists():
-        return candidate
-    from clio.errors import UserError
-
-    raise UserError(f"app.py not found next to {here} (reinstall bailclio from its source tree)")
+    return Path(explorer.__file__).resolve().parent / "app.py"
 
 
 def command(path: str, port: int, host: str) -> list[str]:
@@ -55,8 +49,8 @@ def command(path: str, port: int, host: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from clio.errors import UserError
-    from clio.rundir import find_runs
+    from bailclio.errors import UserError
+    from bailclio.rundir import find_runs
 
     target = Path(args.path)
     if not target.exists():

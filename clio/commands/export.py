@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from clio.rundir import load_run
-    from taxonomy.export import default_out, export_frame, write_frame
+    from bailclio.rundir import load_run
+    from bailclio.taxonomy.export import default_out, export_frame, write_frame
 
     run = load_run(args.rundir, curated=not args.raw)
     frame, dropped = export_frame(run, args.format, level=args.level, min_cluster_size=args.min_cluster_size)

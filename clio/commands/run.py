@@ -7,8 +7,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from clio.config import load_config
-from clio.errors import UserError
+from bailclio.config import load_config
+from bailclio.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +61,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from clio.pipeline import run
-    from clio.rundir import load_run
-    from clio.tree import print_summary, print_tree
+    from bailclio.pipeline import run
+    from bailclio.rundir import load_run
+    from bailclio.tree import print_summary, print_tree
 
     cfg = config_from_args(args)
     if args.limit is not None and args.limit < 1:

@@ -19,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from clio.errors import UserError
-    from clio.rundir import load_run
-    from clio.tree import print_summary, print_tree
+    from bailclio.errors import UserError
+    from bailclio.rundir import load_run
+    from bailclio.tree import print_summary, print_tree
 
     if args.depth is not None and args.depth < 1:
         raise UserError("--depth must be at least 1")

@@ -23,7 +23,7 @@ with ``--replies keep`` they are the conversation's existing replies (no calls).
   logprobs costs no wasted call per turn. ``--scoring sequence`` scores each order with 2 calls
   instead, the assistant prefilled with ``<wellbeing>🔄`` and ``<wellbeing>🟢``, asking for
   ``prompt_logprobs`` (vLLM) and ``max_tokens=1``: exact whatever the tokenization (see
-  :mod:`clio.detect.scoring`). In ``--scoring auto``, an order whose first-position alternatives
+  :mod:`bailclio.detect.scoring`). In ``--scoring auto``, an order whose first-position alternatives
   include a token the server could not show (``""``, ``"\ufffd"``: byte pieces of the symbols
   that cannot be told apart) is rescored that way, +2 calls per such order, where the server
   returns prompt logprobs (the first such order probes it; otherwise the logprobs result is
@@ -58,7 +58,7 @@ Decisions and outputs
   unique); ``source_conversation_id`` and ``user_turn`` say where it came from. The input's
   other columns are preserved (its id column is not, so the loader uses ``conversation_id``).
 * Thinking (``<think>…</think>``, a leading part closed by ``</think>``, an unclosed ``<think>``)
-  is ignored by every decision; see :mod:`clio.detect.scoring` for the rules, including how a
+  is ignored by every decision; see :mod:`bailclio.detect.scoring` for the rules, including how a
   symbol split over several tokens is scored.
 """
 
@@ -74,11 +74,11 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel
 
-from clio.config import Config
-from clio.detect import protocol, scoring
-from clio.errors import UserError
-from clio.llm.base import ChatRequest, ChatResult, LLMBackend
-from clio.provenance import file_sha256, package_versions
+from bailclio.config import Config
+from bailclio.detect import protocol, scoring
+from bailclio.errors import UserError
+from bailclio.llm.base import ChatRequest, ChatResult, LLMBackend
+from bailclio.provenance import file_sha256, package_versions
 
 METHODS = ("prompt", "string", "tool")
 # When a turn bails by several methods, bails.parquet names the first of these.
@@ -755,7 +755,7 @@ def _render_for_judge(conversation: list[dict[str, str]], journal: str | None, l
 def flag_false_bails(judge: LLMBackend, bails: list[dict[str, Any]]) -> dict[str, int]:
     """Add ``false_bail_rephrase``, ``false_bail_missing_info``, ``false_bail`` and
     ``false_bail_explanation`` (and ``false_bail_error`` on failure) to each bail row in place."""
-    from clio.llm.structured import generate_structured
+    from bailclio.llm.structured import generate_structured
 
     reqs = []
     for b in bails:
@@ -916,8 +916,8 @@ def run_detect(
     """Load ``input_path``, detect bails with the configured back-end, write the outputs in
     ``out_dir`` (detections.parquet, bails.parquet, summary.json, rejects.jsonl) and return the
     summary. The LLM cache is ``out_dir/llm_cache.sqlite`` unless ``llm.cache_path`` is set."""
-    from clio.ingest import read_input
-    from clio.llm import make_backend
+    from bailclio.ingest import read_input
+    from bailclio.llm import make_backend
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     started = time.time()

@@ -4,7 +4,7 @@
 * :func:`said_bail_string` / :func:`called_bail_tool` decide the string and tool methods.
 * :func:`symbol_masses` / :func:`p_bail_from_logprobs` turn first-token ``top_logprobs`` into
   P(bail) for the prompt method; :func:`sampled_symbol` counts symbols in sampled replies.
-* :func:`wilson_interval` (from :mod:`clio.stats`) gives the 95% interval of a rate.
+* :func:`wilson_interval` (from :mod:`bailclio.stats`) gives the 95% interval of a rate.
 
 The multi-token rule
 --------------------
@@ -54,8 +54,8 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from clio.detect.protocol import BAIL_KEYWORD, BAIL_SYMBOL, CONTINUE_SYMBOL, TOOL_NAME
-from clio.stats import wilson_interval as wilson_interval  # re-exported
+from bailclio.detect.protocol import BAIL_KEYWORD, BAIL_SYMBOL, CONTINUE_SYMBOL, TOOL_NAME
+from bailclio.stats import wilson_interval as wilson_interval  # re-exported
 
 BAIL = "bail"
 CONTINUE = "continue"

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clio.errors import UserError
-from clio.llm.base import ChatRequest, ChatResult, Choice, LLMBackend, ToolCall
+from bailclio.errors import UserError
+from bailclio.llm.base import ChatRequest, ChatResult, Choice, LLMBackend, ToolCall
 
 if TYPE_CHECKING:
-    from clio.config import LLMConfig
+    from bailclio.config import LLMConfig
 
 __all__ = ["ChatRequest", "ChatResult", "Choice", "LLMBackend", "ToolCall", "make_backend"]
 
@@ -31,7 +31,7 @@ def make_backend(
         raise UserError(f"llm.model must be set when llm.backend = {cfg.backend!r}")
     path = cfg.cache_path or cache_path
     if cfg.backend == "openai":
-        from clio.llm.openai_backend import OpenAIBackend
+        from bailclio.llm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(
             cfg.model,
@@ -49,7 +49,7 @@ def make_backend(
             progress=progress,
         )
     if cfg.backend == "vllm":
-        from clio.llm.vllm_backend import VLLMBackend
+        from bailclio.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(
             cfg.model,

@@ -5,7 +5,7 @@ that were in flight; a rerun with the same requests makes no calls for the rows 
 Failures are never stored, so a rerun retries them.
 
     >>> import tempfile, os
-    >>> from clio.llm.base import ChatRequest, ChatResult, Choice
+    >>> from bailclio.llm.base import ChatRequest, ChatResult, Choice
     >>> path = os.path.join(tempfile.mkdtemp(), "c.sqlite")
     >>> cache = LLMCache(path)
     >>> key = ChatRequest(messages=[{"role": "user", "content": "hi"}]).cache_key("openai", "m")
@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from clio.llm.base import ChatResult, Choice, ToolCall
+from bailclio.llm.base import ChatResult, Choice, ToolCall
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache (

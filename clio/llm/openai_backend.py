@@ -16,7 +16,7 @@ only, without the prefill. ``ChatRequest.json_schema`` is sent as ``response_for
 when ``structured_output`` is on; if the server rejects that with HTTP 400 the back-end falls back
 to ``json_object`` and then to the schema stated in the prompt, for the rest of its life.
 
-    >>> from clio.llm.scripted_server import ScriptedServer
+    >>> from scripted_server import ScriptedServer
     >>> with ScriptedServer() as srv:
     ...     be = OpenAIBackend("m", base_url=srv.base_url, progress=False)
     ...     req = ChatRequest(messages=[{"role": "user", "content": "hi"}])
@@ -39,8 +39,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clio.llm.base import BackendStats, ChatRequest, ChatResult, Choice, ToolCall
-from clio.llm.cache import LLMCache
+from bailclio.llm.base import BackendStats, ChatRequest, ChatResult, Choice, ToolCall
+from bailclio.llm.cache import LLMCache
 
 _JSON_MODES = ("json_schema", "json_object", "prompt")
 

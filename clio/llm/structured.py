@@ -8,8 +8,8 @@ cache key and is not served the same cached reply. An item that never validates 
 the last reason; nothing is ever guessed.
 
     >>> from pydantic import BaseModel
-    >>> from clio.llm.scripted_server import ScriptedServer
-    >>> from clio.llm.openai_backend import OpenAIBackend
+    >>> from scripted_server import ScriptedServer
+    >>> from bailclio.llm.openai_backend import OpenAIBackend
     >>> class Label(BaseModel):
     ...     name: str
     >>> with ScriptedServer(lambda body: '{"name": "refusal"}') as srv:
@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from clio.llm.base import ChatRequest, ChatResult, LLMBackend
+from bailclio.llm.base import ChatRequest, ChatResult, LLMBackend
 
 M = TypeVar("M", bound=BaseModel)
 _FENCE_RE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)

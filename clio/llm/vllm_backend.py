@@ -19,9 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clio.errors import UserError
-from clio.llm.base import BackendStats, ChatRequest, ChatResult, Choice
-from clio.llm.cache import LLMCache
+from bailclio.errors import UserError
+from bailclio.llm.base import BackendStats, ChatRequest, ChatResult, Choice
+from bailclio.llm.cache import LLMCache
 
 
 def _json_constraint(schema: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def _json_constraint(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 class VLLMBackend(BackendStats):
-    """In-process vLLM engine behind the :class:`~clio.llm.base.LLMBackend` interface."""
+    """In-process vLLM engine behind the :class:`~bailclio.llm.base.LLMBackend` interface."""
 
     name = "vllm"
 
