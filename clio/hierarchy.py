@@ -15,14 +15,14 @@ Example::
     >>> space = rng.normal(size=(200, 5))
     >>> labels = np.repeat(np.arange(40), 5)
     >>> h = build_hierarchy(space, labels, HierarchyConfig(n_top=4, n_mid=10))
-    >>> len(set(h.top_of_mid)), len(set(h.mid_of_leaf))
-    (4, 10)
+    >>> h.sizes
+    [4, 10, 40]
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,10 +31,28 @@ from bailclio.config import HierarchyConfig
 
 @dataclass
 class Hierarchy:
-    mid_of_leaf: np.ndarray  # (k,) intermediate index of each leaf
-    top_of_mid: np.ndarray  # (n_mid,) top index of each intermediate node
-    n_top: int
-    n_mid: int
+    """Any number of levels, top first, leaves last. ``parents[d]`` maps each node of level
+    ``d + 1`` to its parent's index at level ``d`` (so ``len(parents) == depth - 1``)."""
+
+    parents: list[np.ndarray]
+    n_leaves: int
+    info: dict = field(default_factory=dict)  # why this depth and these sizes (for the manifest)
+
+    @property
+    def depth(self) -> int:
+        return len(self.parents) + 1
+
+    @property
+    def sizes(self) -> list[int]:
+        """Node count per level, top first."""
+        return [int(self.parents[0].max()) + 1] + [len(p) for p in self.parents]
+
+    def groups(self, leaf_labels: np.ndarray) -> list[np.ndarray]:
+        """Per level (top first), the node index of each point given its leaf label."""
+        out = [np.asarray(leaf_labels)]
+        for parent in reversed(self.parents):
+            out.append(parent[out[-1]])
+        return out[::-1]
 
 
 def default_sizes(k: int, cfg: HierarchyConfig) -> tuple[int, int]:
@@ -61,7 +79,7 @@ def build_hierarchy(space: np.ndarray, labels: np.ndarray, cfg: HierarchyConfig)
     sizes = np.bincount(labels, minlength=k).astype(float)
     n_top, n_mid = default_sizes(k, cfg)
     if k == 1:
-        return Hierarchy(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 1, 1)
+        return Hierarchy([np.zeros(1, dtype=np.int64)], 1)
     centroids = np.stack([space[labels == i].mean(axis=0) for i in range(k)])
     tree = linkage(centroids, method=cfg.linkage)
     mid_raw = fcluster(tree, n_mid, criterion="maxclust") if n_mid < k else np.arange(k)
@@ -76,4 +94,4 @@ def build_hierarchy(space: np.ndarray, labels: np.ndarray, cfg: HierarchyConfig)
             counts = [sizes[(mid_of_leaf == m) & (top_of_leaf == p)].sum() for p in parents]
             parents = [parents[int(np.argmax(counts))]]
         top_of_mid[m] = parents[0]
-    return Hierarchy(mid_of_leaf, top_of_mid, int(top_of_mid.max()) + 1, n_mid_real)
+    return Hierarchy([top_of_mid, mid_of_leaf], k, {"n_top": int(top_of_mid.max()) + 1, "n_mid": n_mid_real})

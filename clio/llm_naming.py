@@ -43,7 +43,14 @@ from bailclio.config import Config
 from bailclio.facets import escape_delimiters, scrub_pii
 from bailclio.llm.base import STAT_KEYS, ChatRequest, LLMBackend
 
-LEVEL_NAMES = ("top", "intermediate", "leaf")
+
+def level_name(level: int, depth: int) -> str:
+    """``top``, ``leaf``, and ``intermediate`` (3 levels) or ``level<d>`` (other depths)."""
+    if level == depth - 1:
+        return "leaf"
+    if level == 0:
+        return "top"
+    return "intermediate" if depth == 3 else f"level{level}"
 
 
 class ClusterName(BaseModel):
@@ -278,39 +285,38 @@ def name_hierarchy(
     summaries: Sequence[str],
     space: np.ndarray,
     leaf_of_unique: np.ndarray,
-    mid_of_leaf: np.ndarray,
-    top_of_mid: np.ndarray,
+    parents: list[np.ndarray],
     fallback: list[dict[int, str]],
     fixed_leaves: dict[int, str],
     cfg: Config,
 ) -> NamingResult:
-    """Names for the top, intermediate and leaf levels (``fallback``: keyphrase names per level)."""
+    """Names for every level, leaves first (``parents[d]``: parent at level d of each node of level
+    d + 1; ``fallback``: keyphrase names per level, top first)."""
+    depth = len(parents) + 1
     stats: dict[str, dict[str, Any]] = {}
-    leaf_ids = sorted(fallback[2])
+    leaf_ids = sorted(fallback[-1])
     before = backend.stats()
     todo = [g for g in leaf_ids if g not in fixed_leaves]
     reqs = leaf_requests(summaries, space, leaf_of_unique, todo, cfg)
-    leaves = _finish(_ask(backend, reqs, cfg, "names: leaves"), todo, fallback[2])
+    leaves = _finish(_ask(backend, reqs, cfg, "names: leaves"), todo, fallback[-1])
     for g, name in fixed_leaves.items():
         leaves[g] = NodeName(name, None, "fixed")
     _dedupe(leaves)
     stats["leaf"] = {"nodes": len(leaf_ids), "requests": len(reqs), **stats_delta(before, backend.stats())}
 
-    levels: list[dict[int, NodeName]] = [{}, {}, leaves]
-    parent_maps = [top_of_mid, mid_of_leaf]  # child -> parent for level 0 and level 1
-    groups_of_unique = {2: leaf_of_unique}
-    groups_of_unique[1] = mid_of_leaf[leaf_of_unique]
-    groups_of_unique[0] = top_of_mid[groups_of_unique[1]]
-    for level in (1, 0):
+    levels: list[dict[int, NodeName]] = [{} for _ in range(depth - 1)] + [leaves]
+    groups_of_unique: dict[int, np.ndarray] = {depth - 1: leaf_of_unique}
+    for level in range(depth - 2, -1, -1):
+        groups_of_unique[level] = parents[level][groups_of_unique[level + 1]]
+    for level in range(depth - 2, -1, -1):
+        label = level_name(level, depth)
         before = backend.stats()
-        child_map = parent_maps[level]
+        child_map = parents[level]
         ids = sorted(fallback[level])
         children_of = {p: [int(c) for c in np.flatnonzero(child_map == p)] for p in ids}
         cents = {p: space[groups_of_unique[level] == p].mean(axis=0) for p in ids}
         reqs = parent_requests(children_of, levels[level + 1], cents, cfg)
-        named = _finish(
-            _ask(backend, reqs, cfg, f"names: {LEVEL_NAMES[level]}"), sorted(reqs), fallback[level]
-        )
+        named = _finish(_ask(backend, reqs, cfg, f"names: {label}"), sorted(reqs), fallback[level])
         for p in ids:
             if p in named:
                 continue
@@ -324,16 +330,20 @@ def name_hierarchy(
                 named[p] = NodeName(fallback[level][p], None, "keyphrases", "no children")
         _dedupe(named)
         levels[level] = named
-        stats[LEVEL_NAMES[level]] = {
-            "nodes": len(ids),
-            "requests": len(reqs),
-            **stats_delta(before, backend.stats()),
-        }
+        stats[label] = {"nodes": len(ids), "requests": len(reqs), **stats_delta(before, backend.stats())}
     for level, nodes in enumerate(levels):
-        st = stats[LEVEL_NAMES[level]]
+        st = stats[level_name(level, depth)]
         st["llm_named"] = sum(n.source == "llm" for n in nodes.values())
         st["keyphrase_fallbacks"] = sum(n.source == "keyphrases" for n in nodes.values())
     return NamingResult(levels, stats)
 
 
-__all__ = ["ClusterName", "NamingResult", "NodeName", "leaf_requests", "name_hierarchy", "parent_requests"]
+__all__ = [
+    "ClusterName",
+    "NamingResult",
+    "NodeName",
+    "leaf_requests",
+    "level_name",
+    "name_hierarchy",
+    "parent_requests",
+]

@@ -39,9 +39,8 @@ from bailclio.errors import UserError
 from bailclio.ingest import Ingested, read_input
 from bailclio.provenance import VERSIONED_PACKAGES as VERSIONED_PACKAGES  # re-exported
 from bailclio.provenance import file_sha256, package_versions
-from bailclio.taxonomy.model import FORMAT_VERSION, Node, Taxonomy
+from bailclio.taxonomy.model import FORMAT_VERSION, Node, Taxonomy, node_id
 
-LEVEL_PREFIX = ("T", "M", "L")  # top, intermediate, leaf
 OUTLIER_NAME = "Unclustered (HDBSCAN noise)"
 
 
@@ -183,17 +182,11 @@ def run(
     if (leaf_of_unique < 0).any():  # outliers kept apart: one extra leaf holds them
         leaf_of_unique[leaf_of_unique < 0] = leaf_of_unique.max() + 1
     hier = timer.stage("hierarchy", lambda: build_hierarchy(space, leaf_of_unique, cfg.hierarchy))
-    mid_of_unique = hier.mid_of_leaf[leaf_of_unique]
-    top_of_unique = hier.top_of_mid[mid_of_unique]
+    depth = hier.depth
+    groups_of_unique = hier.groups(leaf_of_unique)  # top first, leaves last
     levels = timer.stage(
         "names",
-        lambda: name_levels(
-            texts,
-            space,
-            [top_of_unique, mid_of_unique, leaf_of_unique],
-            clustering.is_outlier,
-            cfg,
-        ),
+        lambda: name_levels(texts, space, groups_of_unique, clustering.is_outlier, cfg),
     )
     outlier_leaf = int(clustering.labels.max()) + 1 if (clustering.labels < 0).any() else None
     llm_names = None
@@ -204,8 +197,7 @@ def run(
                 summaries=texts,
                 space=space,
                 leaf_of_unique=leaf_of_unique,
-                mid_of_leaf=hier.mid_of_leaf,
-                top_of_mid=hier.top_of_mid,
+                parents=hier.parents,
                 levels=levels,
                 fixed_leaves={} if outlier_leaf is None else {outlier_leaf: OUTLIER_NAME},
             ),
@@ -217,22 +209,11 @@ def run(
     first_row_of_unique = np.full(len(texts), -1, dtype=np.int64)
     for r in range(len(ids) - 1, -1, -1):
         first_row_of_unique[row_to_unique[r]] = r
-    leaf_r = leaf_of_unique[row_to_unique]
-    mid_r = mid_of_unique[row_to_unique]
-    top_r = top_of_unique[row_to_unique]
+    row_groups = [g[row_to_unique] for g in groups_of_unique]
     outlier_r = clustering.is_outlier[row_to_unique]
     n_rows = len(ids)
 
-    def node_id(level: int, index: int) -> str:
-        return f"{LEVEL_PREFIX[level]}{index}"
-
     nodes: list[Node] = []
-    row_groups = [top_r, mid_r, leaf_r]
-    parents = [
-        None,
-        lambda m: node_id(0, int(hier.top_of_mid[m])),
-        lambda lf: node_id(1, int(hier.mid_of_leaf[lf])),
-    ]
     for level, info in enumerate(levels):
         sizes = np.bincount(row_groups[level], minlength=max(info) + 1)
         for g in sorted(info):
@@ -240,7 +221,7 @@ def run(
             size = int(sizes[g])
             name = meta["name"]
             extra: dict[str, Any] = {"share": round(size / n_rows, 6)}
-            if level == 2 and outlier_leaf is not None and g == outlier_leaf:
+            if level == depth - 1 and outlier_leaf is not None and g == outlier_leaf:
                 name, extra["is_outlier_node"] = OUTLIER_NAME, True
             description = None
             if llm_names is not None:
@@ -249,10 +230,11 @@ def run(
                 extra["name_source"] = named.source
                 if named.error:
                     extra["name_error"] = named.error
+            parent = None if level == 0 else node_id(level - 1, int(hier.parents[level - 1][g]), depth)
             nodes.append(
                 Node(
-                    id=node_id(level, g),
-                    parent_id=None if level == 0 else parents[level](g),
+                    id=node_id(level, g, depth),
+                    parent_id=parent,
                     level=level,
                     name=name,
                     description=description or meta["describe"](size),
@@ -275,22 +257,20 @@ def run(
         }
     tax = Taxonomy(nodes, tax_meta)
 
-    assignments = pl.DataFrame(
-        {
-            "conversation_id": ids,
-            "leaf_id": [node_id(2, int(v)) for v in leaf_r],
-            "mid_id": [node_id(1, int(v)) for v in mid_r],
-            "top_id": [node_id(0, int(v)) for v in top_r],
-            "path": [
-                [node_id(0, int(t)), node_id(1, int(m)), node_id(2, int(lf))]
-                for t, m, lf in zip(top_r, mid_r, leaf_r, strict=True)
-            ],
-            "is_outlier": outlier_r.tolist(),
-            "outlier_score": (1.0 - clustering.probabilities[row_to_unique]).astype(np.float32),
-            "x": xy[row_to_unique, 0].astype(np.float32),
-            "y": xy[row_to_unique, 1].astype(np.float32),
-        }
-    )
+    ids_per_level = [[node_id(level, int(v), depth) for v in g] for level, g in enumerate(row_groups)]
+    columns: dict[str, Any] = {
+        "conversation_id": ids,
+        "leaf_id": ids_per_level[-1],
+        "top_id": ids_per_level[0],
+        "path": [list(p) for p in zip(*ids_per_level, strict=True)],
+        "is_outlier": outlier_r.tolist(),
+        "outlier_score": (1.0 - clustering.probabilities[row_to_unique]).astype(np.float32),
+        "x": xy[row_to_unique, 0].astype(np.float32),
+        "y": xy[row_to_unique, 1].astype(np.float32),
+    }
+    if depth == 3:  # kept for readers of three-level runs; ``path`` is the any-depth form
+        columns["mid_id"] = ids_per_level[1]
+    assignments = pl.DataFrame(columns)
 
     def write() -> None:
         frame.write_parquet(out_dir / rundir.CONVERSATIONS)
@@ -308,8 +288,10 @@ def run(
         "duplicates_collapsed": n_rows - len(texts),
         "clustered": int((~outlier_r).sum()),
         "outliers": int(outlier_r.sum()),
-        "leaves": len(levels[2]),
-        "intermediate": len(levels[1]),
+        "levels": depth,
+        "nodes_per_level": [len(lvl) for lvl in levels],
+        "leaves": len(levels[-1]),
+        "intermediate": sum(len(lvl) for lvl in levels[1:-1]),
         "top": len(levels[0]),
     }
     if llm is not None:
@@ -330,7 +312,7 @@ def run(
         "resolved": {
             "reduce": reduce_info,
             "cluster": clustering.params,
-            "hierarchy": {"n_top": hier.n_top, "n_mid": hier.n_mid},
+            "hierarchy": {"depth": depth, "sizes": hier.sizes, **hier.info},
         },
         "embedding": embed_stats,
         **({"llm": llm.manifest()} if llm is not None else {}),

@@ -6,7 +6,7 @@ Only this module knows the file names. Layout::
       manifest.json          config, versions, seed, input path + hash, counts, per-stage timings
       conversations.parquet  one row per accepted input row: conversation_id, text, [conversation],
                              source_line, every preserved input column
-      assignments.parquet    conversation_id, leaf_id, mid_id, top_id, path (root..leaf ids),
+      assignments.parquet    conversation_id, leaf_id, top_id, path (root..leaf ids, any depth),
                              is_outlier, outlier_score, x, y
       taxonomy.json          {"format_version", "levels", "nodes": [{id, parent_id, level, name,
                              description, size, keywords, exemplar_ids}, ...]}, level 0 = top
@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from bailclio.errors import UserError
-from bailclio.taxonomy.model import FORMAT_VERSION, Taxonomy, TaxonomyError
+from bailclio.taxonomy.model import READABLE_FORMAT_VERSIONS, Taxonomy, TaxonomyError
 
 MANIFEST = "manifest.json"
 CONVERSATIONS = "conversations.parquet"
@@ -81,10 +81,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UserError(f"{p / MANIFEST}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise UserError(
             f"{p}: run format version {version!r} is not supported by this bailclio "
-            f"(reads version {FORMAT_VERSION}); rerun `bailclio run` to rebuild it"
+            f"(reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); "
+            "rerun `bailclio run` to rebuild it"
         )
     return manifest
 

@@ -18,7 +18,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Older run directories this version still reads (format 1 had a fixed three levels and a
+# ``mid_id`` column; every reader uses ``path`` instead).
+READABLE_FORMAT_VERSIONS = (1, 2)
+
+
+def node_id(level: int, index: int, depth: int) -> str:
+    """The id of node ``index`` at ``level`` in a taxonomy of ``depth`` levels: ``T<i>`` on top,
+    ``L<i>`` for leaves, ``M<i>`` for the one intermediate level of a 3-level taxonomy and
+    ``M<level>.<i>`` for intermediate levels of other depths.
+
+    >>> [node_id(0, 3, 3), node_id(1, 3, 3), node_id(2, 3, 3), node_id(2, 0, 5)]
+    ['T3', 'M3', 'L3', 'M2.0']
+    """
+    if level == depth - 1:
+        return f"L{index}"
+    if level == 0:
+        return f"T{index}"
+    return f"M{index}" if depth == 3 else f"M{level}.{index}"
 
 
 @dataclass
@@ -120,7 +138,7 @@ class Taxonomy:
         if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
             raise TaxonomyError(f"{source}: expected an object with a 'nodes' list")
         version = data.get("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMAT_VERSIONS:
             raise TaxonomyError(
                 f"{source}: format_version {version} is not supported (this bailclio reads {FORMAT_VERSION})"
             )

@@ -59,12 +59,14 @@ def test_outlier_attachment_follows_the_nearest_cluster() -> None:
 def test_hierarchy_nests_leaves_in_mid_and_top_levels() -> None:
     X, truth = blobs(n_blobs=12, per=10)
     h = build_hierarchy(X, truth, HierarchyConfig(n_top=3, n_mid=6))
-    assert h.n_top == 3 and h.n_mid == 6
-    assert len(h.mid_of_leaf) == 12 and len(h.top_of_mid) == 6
+    assert h.sizes == [3, 6, 12]
+    top_of_mid, mid_of_leaf = h.parents
+    assert len(mid_of_leaf) == 12 and len(top_of_mid) == 6
     # each top node's leaves are exactly the union of its mids' leaves
-    top_of_leaf = h.top_of_mid[h.mid_of_leaf]
+    top, mid, leaf = h.groups(np.arange(12))
+    assert leaf.tolist() == list(range(12))
     for m in range(6):
-        assert len(set(top_of_leaf[h.mid_of_leaf == m])) == 1
+        assert len(set(top[mid == m])) == 1
 
 
 def test_hierarchy_default_sizes_grow_with_the_number_of_leaves() -> None:
