@@ -97,7 +97,6 @@ def build_run(out: Path, n: int, seed: int = 0) -> Path:
         {
             "conversation_id": ids,
             "leaf_id": [f"L{v}" for v in leaf],
-            "mid_id": [f"M{v}" for v in mid],
             "top_id": [f"T{v}" for v in top],
             "path": [[f"T{t}", f"M{m}", f"L{lf}"] for t, m, lf in zip(top, mid, leaf, strict=True)],
             "is_outlier": rng.random(n) < 0.1,

@@ -268,8 +268,6 @@ def run(
         "x": xy[row_to_unique, 0].astype(np.float32),
         "y": xy[row_to_unique, 1].astype(np.float32),
     }
-    if depth == 3:  # kept for readers of three-level runs; ``path`` is the any-depth form
-        columns["mid_id"] = ids_per_level[1]
     assignments = pl.DataFrame(columns)
 
     def write() -> None:

@@ -7,7 +7,8 @@ Only this module knows the file names. Layout::
       conversations.parquet  one row per accepted input row: conversation_id, text, [conversation],
                              source_line, every preserved input column
       assignments.parquet    conversation_id, leaf_id, top_id, path (root..leaf ids, any depth),
-                             is_outlier, outlier_score, x, y
+                             is_outlier, outlier_score, x, y (format 1 also had mid_id, dropped
+                             on load; the node at any level is ``Run.level_ids(level)``)
       taxonomy.json          {"format_version", "levels", "nodes": [{id, parent_id, level, name,
                              description, size, keywords, exemplar_ids}, ...]}, level 0 = top
       embeddings.npy         float32 [n_rows, dim]: the vectors that were clustered, row-aligned
@@ -66,6 +67,19 @@ class Run:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    @property
+    def depth(self) -> int:
+        return self.taxonomy.depth
+
+    def level_ids(self, level: int) -> list[str | None]:
+        """Each conversation's node id at ``level`` (0 = top), read from its ``path``; a path
+        shorter than ``level`` gives its leaf."""
+        if not 0 <= level < max(self.depth, 1):
+            raise UserError(f"{self.path}: level {level} does not exist (levels 0..{self.depth - 1})")
+        path = pl.col("path")
+        at = pl.when(path.list.len() > level).then(path.list.get(level, null_on_oob=True))
+        return self.assignments.select(at.otherwise(path.list.last()).alias("id"))["id"].to_list()
+
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     p = Path(path)
@@ -106,12 +120,29 @@ def load_run(path: str | Path, *, curated: bool = True) -> Run:
     missing = [c for c in ASSIGNMENT_COLUMNS if c not in assign.columns]
     if missing:
         raise UserError(f"{p / ASSIGNMENTS}: missing column '{missing[0]}'")
+    if "mid_id" in assign.columns:  # format 1: the middle of three levels, also in ``path``
+        assign = assign.drop("mid_id")
+    check_paths(assign, tax, p / ASSIGNMENTS)
     run = Run(p, manifest, conv, assign, tax)
     if curated and (p / CURATION).exists():
         from bailclio.taxonomy.curation import apply_curation
 
         run = apply_curation(run)
     return run
+
+
+def check_paths(assign: pl.DataFrame, tax: Taxonomy, source: Path) -> None:
+    """Every row's ``path`` is its leaf's path in the taxonomy, and ``top_id`` its first id."""
+    pairs = assign.select("leaf_id", "top_id", "path").unique().rows()
+    for leaf, top, path in pairs:
+        if leaf not in tax.by_id:
+            raise UserError(f"{source}: leaf_id '{leaf}' is not a node of the taxonomy")
+        expected = [n.id for n in tax.path(leaf)]
+        if list(path or []) != expected or top != expected[0]:
+            raise UserError(
+                f"{source}: leaf '{leaf}' has path {list(path or [])} and top_id '{top}', "
+                f"but the taxonomy's path is {expected}"
+            )
 
 
 def write_json(path: Path, data: Any) -> None:

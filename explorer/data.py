@@ -20,7 +20,7 @@ import polars as pl
 
 from bailclio import rundir
 from bailclio.rundir import Run
-from bailclio.taxonomy.model import Taxonomy
+from bailclio.taxonomy.model import Taxonomy, level_label, level_stem
 
 BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
 FACET_PREFIX = "facet_"
@@ -111,9 +111,8 @@ class Explorer:
 
 
 def level_names(depth: int) -> list[str]:
-    if depth == 3:
-        return ["top", "intermediate", "leaf"]
-    return ["top", *[f"level {i}" for i in range(1, depth - 1)], "leaf"][:depth] if depth > 1 else ["top"]
+    """Each level's name for people, top first (:func:`bailclio.taxonomy.model.level_label`)."""
+    return [level_label(lv, depth) for lv in range(depth)]
 
 
 def prepare(run: Run) -> Explorer:
@@ -333,7 +332,7 @@ def labels_frame(run: Run) -> pl.DataFrame:
     names = {n.id: n.name for n in tax.nodes}
     cols: list[pl.Expr] = [pl.col("conversation_id")]
     for i in range(depth):
-        lvl = "leaf" if i == depth - 1 else ("top" if i == 0 else "mid" if depth == 3 else f"level{i}")
+        lvl = level_stem(i, depth)
         ids = pl.col("path").list.get(i, null_on_oob=True)
         cols += [ids.alias(f"{lvl}_id"), ids.replace_strict(names, default=None).alias(f"{lvl}_name")]
     cols.append(pl.col("is_outlier"))

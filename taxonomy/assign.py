@@ -40,8 +40,8 @@ import polars as pl
 
 from bailclio.errors import UserError
 from bailclio.taxonomy.assign_llm import DEFAULT_SHORTLIST
-from bailclio.taxonomy.evaluate import level_names, row_level_ids
 from bailclio.taxonomy.export import conversation_as_json_text
+from bailclio.taxonomy.model import level_stems
 
 if TYPE_CHECKING:
     from bailclio.config import Config, EmbeddingConfig
@@ -398,20 +398,21 @@ def llm_placement(
 def placement_frame(
     run: Run, conv: pl.DataFrame, p: Placement, extra_columns: list[pl.Series] | None = None
 ) -> pl.DataFrame:
-    """The assign output: assignments.parquet's columns, the placement's (then
-    ``extra_columns``), then the input's."""
+    """The assign output: assignments.parquet's columns (with ``level_<d>_id`` for each level
+    between top and leaf), the placement's (then ``extra_columns``), every level's name
+    (``top_name``, ``level_<d>_name``, ``leaf_name``), then the input's."""
     tax = run.taxonomy
     depth = tax.depth
-    stems = level_names(depth)
-    per_level = {lv: row_level_ids(run, lv, p.leaf_ids) for lv in range(depth)}
+    stems = level_stems(depth)
+    per_level = {lv: tax.ids_at(lv, p.leaf_ids) for lv in range(depth)}
     names = {nid: n.name for nid, n in tax.by_id.items()}
     cols: dict[str, Any] = {
         "conversation_id": conv["conversation_id"],
         "leaf_id": pl.Series(p.leaf_ids, dtype=pl.String),
     }
-    if depth >= 3:
-        cols["mid_id"] = pl.Series(per_level[depth - 2], dtype=pl.String)
     cols["top_id"] = pl.Series(per_level[0], dtype=pl.String)
+    for lv in range(1, depth - 1):  # the levels between: level_1_id, level_2_id, ...
+        cols[f"{stems[lv]}_id"] = pl.Series(per_level[lv], dtype=pl.String)
     cols["path"] = pl.Series(
         [None if lf is None else [n.id for n in tax.path(lf)] for lf in p.leaf_ids],
         dtype=pl.List(pl.String),
@@ -424,8 +425,9 @@ def placement_frame(
     cols["confidence"] = pl.Series(p.confidence, dtype=pl.Float32)
     for series in extra_columns or []:
         cols[series.name] = series
-    cols[f"{stems[0]}_name"] = pl.Series([names.get(x) if x else None for x in per_level[0]], dtype=pl.String)
-    cols[f"{stems[-1]}_name"] = pl.Series([names.get(x) if x else None for x in p.leaf_ids], dtype=pl.String)
+    for lv in range(depth):  # top_name, level_<d>_name for each level between, leaf_name
+        level_names = [names.get(x) if x else None for x in per_level[lv]]
+        cols[f"{stems[lv]}_name"] = pl.Series(level_names, dtype=pl.String)
     frame = pl.DataFrame(cols)
     extra = conv.drop("conversation_id")
     extra = extra.rename({c: f"input_{c}" for c in extra.columns if c in frame.columns})

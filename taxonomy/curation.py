@@ -211,7 +211,6 @@ def _repath(assign: pl.DataFrame, tax: Taxonomy, leaf_map: dict[str, str]) -> pl
         if new not in tax.by_id:
             raise CurationError(f"assignments: leaf '{old}' has no node in the curated taxonomy")
         paths[old] = [n.id for n in tax.path(new)]
-    depth = max(len(p) for p in paths.values())
     mapping = pl.DataFrame(
         {
             "leaf_id": list(paths),
@@ -222,8 +221,6 @@ def _repath(assign: pl.DataFrame, tax: Taxonomy, leaf_map: dict[str, str]) -> pl
     out = assign.join(mapping, on="leaf_id", how="left", maintain_order="left")
     cols = [pl.col("__path").alias("path"), pl.col("__path").list.last().alias("leaf_id")]
     cols.append(pl.col("__path").list.first().alias("top_id"))
-    if "mid_id" in assign.columns and depth >= 3:
-        cols.append(pl.col("__path").list.get(-2, null_on_oob=True).alias("mid_id"))
     return out.with_columns(cols).drop("__path").select(assign.columns)
 
 

@@ -30,7 +30,6 @@ import polars as pl
 
 from bailclio.errors import UserError
 from bailclio.stats import wilson_interval
-from bailclio.taxonomy.evaluate import row_level_ids
 
 if TYPE_CHECKING:
     from bailclio.rundir import Run
@@ -86,8 +85,15 @@ def load_side(path: str | Path, level: int, *, curated: bool = True) -> Side:
         leaves = run.assignments["leaf_id"].to_list()
         is_file = False
     _check_level(run, level)
+    if is_file:
+        unknown = sorted({lf for lf in leaves if lf is not None and lf not in run.taxonomy.by_id})
+        if unknown:
+            raise UserError(f"{p}: leaf_id '{unknown[0]}' is not a node of the run's taxonomy")
+        ids = run.taxonomy.ids_at(level, leaves)
+    else:
+        ids = run.level_ids(level)
     counts: dict[str, int] = {}
-    for node in row_level_ids(run, level, leaves):
+    for node in ids:
         key = node if node is not None else UNASSIGNED
         counts[key] = counts.get(key, 0) + 1
     return Side(str(p), run, counts, len(leaves), is_file)
@@ -112,7 +118,7 @@ def _run_vectors(run: Run) -> np.ndarray:
 
 
 def _centroids(run: Run, X: np.ndarray, mean: np.ndarray, level: int) -> dict[str, np.ndarray]:
-    ids = np.array(row_level_ids(run, level), dtype=object)
+    ids = np.array(run.level_ids(level), dtype=object)
     Xc = X - mean
     Xc /= np.maximum(np.linalg.norm(Xc, axis=1, keepdims=True), 1e-9)
     out = {}

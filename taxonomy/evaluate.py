@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bailclio.errors import UserError
+from bailclio.taxonomy.model import level_stems
 
 if TYPE_CHECKING:
     from bailclio.rundir import Run
@@ -54,41 +55,7 @@ METRIC_KEYS = (
 )
 
 
-# --------------------------------------------------------------------------- levels of a run
-
-
-def level_names(depth: int) -> list[str]:
-    """Column stems for each level: ``top``, ``mid`` (``mid1``, ``mid2`` when deeper), ``leaf``."""
-    if depth <= 1:
-        return ["leaf"][:depth]
-    if depth == 2:
-        return ["top", "leaf"]
-    if depth == 3:
-        return ["top", "mid", "leaf"]
-    return ["top", *[f"mid{i}" for i in range(1, depth - 1)], "leaf"]
-
-
-def row_level_ids(run: Run, level: int, leaf_ids: Sequence[str | None] | None = None) -> list[str | None]:
-    """The node id at ``level`` of each row's path (a leaf shallower than ``level`` gives itself).
-
-    ``leaf_ids`` defaults to the run's ``assignments.leaf_id``; a ``None`` leaf gives ``None``.
-    """
-    tax = run.taxonomy
-    if leaf_ids is None:
-        leaf_ids = run.assignments["leaf_id"].to_list()
-    cache: dict[str, str] = {}
-    out: list[str | None] = []
-    for leaf in leaf_ids:
-        if leaf is None:
-            out.append(None)
-            continue
-        if leaf not in cache:
-            if leaf not in tax.by_id:
-                raise UserError(f"{run.path}: assignment names node '{leaf}', which is not in the taxonomy")
-            path = tax.path(leaf)
-            cache[leaf] = path[min(level, len(path) - 1)].id
-        out.append(cache[leaf])
-    return out
+# --------------------------------------------------------------------------- truth labels
 
 
 def truth_values(run: Run, column: str) -> list[Any]:
@@ -204,12 +171,12 @@ def evaluate_run(
     n_rows = len(is_outlier)
     outlier_share = float(is_outlier.mean()) if n_rows else 0.0
     depth = run.taxonomy.depth
-    names = level_names(depth)
+    names = level_stems(depth)
     results: list[dict[str, Any]] = []
     for level in levels if levels is not None else range(depth):
         if not 0 <= level < depth:
             raise UserError(f"level {level} does not exist (the taxonomy has levels 0..{depth - 1})")
-        assigned = np.array(row_level_ids(run, level), dtype=object)
+        assigned = np.array(run.level_ids(level), dtype=object)
         for col, values in truths.items():
             truth = np.array(values, dtype=object)
             keep = np.array([v is not None for v in values], dtype=bool)
@@ -243,13 +210,13 @@ def evaluate_run(
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`evaluate_run` results."""
     head = (
-        f"{'level':<8} {'truth':<14} {'outliers':<9} {'AMI':>6} {'NMI':>6} {'ARI':>6} {'V':>6} "
+        f"{'level':<10} {'truth':<14} {'outliers':<9} {'AMI':>6} {'NMI':>6} {'ARI':>6} {'V':>6} "
         f"{'homog':>6} {'compl':>6} {'purity':>6} {'recon':>6} {'clust':>6} {'outl%':>6} {'n':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['level']}:{r['level_name']:<6} {r['truth'][:14]:<14} {r['outliers']:<9} "
+            f"{str(r['level']) + ':' + r['level_name']:<10} {r['truth'][:14]:<14} {r['outliers']:<9} "
             f"{r['ami']:6.3f} {r['nmi']:6.3f} {r['ari']:6.3f} {r['v_measure']:6.3f} "
             f"{r['homogeneity']:6.3f} {r['completeness']:6.3f} {r['purity']:6.3f} "
             f"{r['reconstruction_accuracy']:6.3f} {r['n_clusters']:>6} "

@@ -6,9 +6,11 @@ Parquet).
   text column's value), ``category`` the top-level node's name and ``subcategory`` the leaf's (or
   the chosen level's) name, so the export can be read wherever BailBench is.
 * ``csv`` / ``jsonl`` / ``parquet``: one row per conversation with ``conversation_id``, each
-  level's node id and name (``top_id``, ``top_name``, ``mid_id``, ``mid_name``, ``leaf_id``,
-  ``leaf_name``), ``is_outlier`` and every preserved input column (conversations as JSON text in
-  CSV). An input column whose name collides with these is kept as ``input_<name>``.
+  level's node id and name, top first (``top_id``, ``top_name``, then ``level_<d>_id``,
+  ``level_<d>_name`` for each level between, then ``leaf_id``, ``leaf_name``: a 5-level run has
+  ``level_1`` to ``level_3``), ``is_outlier`` and every preserved input column (conversations as
+  JSON text in CSV). With ``level`` the table stops at that level. An input column whose name
+  collides with these is kept as ``input_<name>``.
 
 ``min_cluster_size`` leaves out, for privacy, every node with fewer than K conversations (as Clio
 does before anything leaves the analysis) together with its rows; the export reports which.
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from bailclio.errors import UserError
-from bailclio.taxonomy.evaluate import level_names, row_level_ids
+from bailclio.taxonomy.model import level_stems
 
 if TYPE_CHECKING:
     from bailclio.rundir import Run
@@ -120,7 +122,7 @@ def export_frame(
     if min_cluster_size is not None and min_cluster_size < 1:
         raise UserError("--min-cluster-size must be at least 1")
     levels = _levels(run, level)
-    ids = {lv: row_level_ids(run, lv) for lv in levels}
+    ids = {lv: run.level_ids(lv) for lv in levels}
     dropped = _small_nodes(run, ids, min_cluster_size)
     small = {node_id for node_id, _, _ in dropped.nodes}
     n = run.assignments.height
@@ -139,7 +141,7 @@ def export_frame(
         )
         return frame.filter(pl.Series(keep)), dropped
 
-    stems = level_names(run.taxonomy.depth)
+    stems = level_stems(run.taxonomy.depth)
     cols: dict[str, Any] = {"conversation_id": run.assignments["conversation_id"]}
     for lv in levels:
         cols[f"{stems[lv]}_id"] = pl.Series(ids[lv], dtype=pl.String)

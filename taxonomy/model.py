@@ -14,13 +14,14 @@ Example::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 2
 # Older run directories this version still reads (format 1 had a fixed three levels and a
-# ``mid_id`` column; every reader uses ``path`` instead).
+# ``mid_id`` column, which is dropped on load: every reader uses ``path``).
 READABLE_FORMAT_VERSIONS = (1, 2)
 
 
@@ -37,6 +38,39 @@ def node_id(level: int, index: int, depth: int) -> str:
     if level == 0:
         return f"T{index}"
     return f"M{index}" if depth == 3 else f"M{level}.{index}"
+
+
+def level_stem(level: int, depth: int) -> str:
+    """The column stem of ``level`` in a taxonomy of ``depth`` levels: ``top`` for level 0,
+    ``leaf`` for the last level, ``level_<d>`` between (exports write ``<stem>_id`` and
+    ``<stem>_name``). A one-level taxonomy's only level is ``leaf``.
+
+    >>> [level_stem(lv, 5) for lv in range(5)]
+    ['top', 'level_1', 'level_2', 'level_3', 'leaf']
+    """
+    if not 0 <= level < depth:
+        raise ValueError(f"level {level} does not exist (levels 0..{depth - 1})")
+    if level == depth - 1:
+        return "leaf"
+    return "top" if level == 0 else f"level_{level}"
+
+
+def level_stems(depth: int) -> list[str]:
+    """:func:`level_stem` of every level, top first."""
+    return [level_stem(lv, depth) for lv in range(depth)]
+
+
+def level_label(level: int, depth: int) -> str:
+    """A level's name for people: ``top``, ``leaf``, ``intermediate`` (the middle of three
+    levels) or ``level <d>``.
+
+    >>> [level_label(1, 3), level_label(2, 4)]
+    ['intermediate', 'level 2']
+    """
+    stem = level_stem(level, depth)
+    if stem in ("top", "leaf"):
+        return stem
+    return "intermediate" if depth == 3 else f"level {level}"
 
 
 @dataclass
@@ -105,7 +139,29 @@ class Taxonomy:
         return out[::-1]
 
     def ancestor_at(self, node_id: str, level: int) -> Node:
-        return self.path(node_id)[level]
+        """The node on ``node_id``'s path at ``level`` (the node itself when it is shallower)."""
+        path = self.path(node_id)
+        return path[min(level, len(path) - 1)]
+
+    def ids_at(self, level: int, leaf_ids: Iterable[str | None]) -> list[str | None]:
+        """The id of each leaf's ancestor at ``level`` (``None`` stays ``None``).
+
+        >>> t = Taxonomy([Node("T0", None, 0, "a"), Node("L0", "T0", 1, "b"), Node("L1", "T0", 1, "c")])
+        >>> t.ids_at(0, ["L1", None, "L0"])
+        ['T0', None, 'T0']
+        """
+        cache: dict[str, str] = {}
+        out: list[str | None] = []
+        for leaf in leaf_ids:
+            if leaf is None:
+                out.append(None)
+                continue
+            if leaf not in cache:
+                if leaf not in self.by_id:
+                    raise TaxonomyError(f"node '{leaf}' is not in the taxonomy")
+                cache[leaf] = self.ancestor_at(leaf, level).id
+            out.append(cache[leaf])
+        return out
 
     def descendants(self, node_id: str) -> list[Node]:
         out, stack = [], list(self.children(node_id))

@@ -277,7 +277,10 @@ def test_curate_rename_and_describe_persist_and_apply_on_load(run_dir: Path) -> 
 def test_curate_merge_and_move_update_tree_and_assignments(run_dir: Path) -> None:
     run = load_run(run_dir)
     tax = run.taxonomy
-    parent = next(p for p in tax.nodes if len(tax.children(p.id)) >= 2 and tax.children(p.id)[0].level == 2)
+    leaf_level = tax.depth - 1
+    parent = next(
+        p for p in tax.nodes if len(tax.children(p.id)) >= 2 and tax.children(p.id)[0].level == leaf_level
+    )
     target, source = tax.children(parent.id)[:2]
     at = _curate_app(run_dir, target.id)
     at.selectbox(key=f"cur_merge_{target.id}").set_value(source.id)
@@ -287,15 +290,16 @@ def test_curate_merge_and_move_update_tree_and_assignments(run_dir: Path) -> Non
     assert merged.taxonomy.by_id[target.id].size == target.size + source.size
     assert (merged.assignments["leaf_id"] == source.id).sum() == 0
     assert at.session_state["node"] == target.id
-    # move the merged leaf under another intermediate node
-    new_parent = next(n for n in merged.taxonomy.level(1) if n.id != parent.id)
+    # move the merged leaf under another node of its parent's level
+    new_parent = next(n for n in merged.taxonomy.level(leaf_level - 1) if n.id != parent.id)
     at.selectbox(key=f"cur_parent_{target.id}").set_value(new_parent.id)
     _submit(at, "Move")
     moved = load_run(run_dir)
     rows = moved.assignments.filter(pl.col("leaf_id") == target.id)
     assert rows.height == target.size + source.size
-    assert set(rows["mid_id"]) == {new_parent.id}
-    assert set(rows["top_id"]) == {new_parent.parent_id}
+    expected = (*[n.id for n in moved.taxonomy.path(new_parent.id)], target.id)
+    assert {tuple(p) for p in rows["path"].to_list()} == {expected}
+    assert set(rows["top_id"]) == {expected[0]}
     assert sum(n.size for n in moved.taxonomy.roots) == moved.assignments.height
     # undo brings the move back
     _submit(at, "Undo last edit")
@@ -330,12 +334,13 @@ def test_downloads_offer_taxonomy_and_labels_with_curation(run_dir: Path) -> Non
 
     csv = pl.read_csv(io.BytesIO(D.labels_csv(run)))
     assert csv.height == run.assignments.height
-    assert csv.columns[:8] == [
+    depth = run.taxonomy.depth
+    between = [f"level_{d}_{k}" for d in range(1, depth - 1) for k in ("id", "name")]
+    assert csv.columns[: 2 * depth + 2] == [
         "conversation_id",
         "top_id",
         "top_name",
-        "mid_id",
-        "mid_name",
+        *between,
         "leaf_id",
         "leaf_name",
         "is_outlier",

@@ -60,16 +60,19 @@ def test_merge_siblings_moves_conversations_and_recounts(run_dir: Path) -> None:
         assert n.extra.get("share") == pytest.approx(n.size / total, abs=1e-6)
 
 
-def test_merging_intermediate_siblings_reparents_their_children(run_dir: Path) -> None:
+def test_merging_siblings_below_the_top_moves_their_rows(run_dir: Path) -> None:
     run = load_run(run_dir)
     tax = run.taxonomy
     top = next(n for n in tax.roots if len(tax.children(n.id)) >= 2)
     a, b = tax.children(top.id)[:2]
     b_leaves = tax.leaf_ids_under(b.id)
+    b_rows = run.assignments.filter(pl.col("leaf_id").is_in(b_leaves))["conversation_id"]
     C.merge_nodes(run, b.id, a.id)
     cur = load_run(run_dir)
-    assert {cur.taxonomy.by_id[lf].parent_id for lf in b_leaves} == {a.id}
-    assert set(cur.assignments.filter(pl.col("leaf_id").is_in(b_leaves))["mid_id"]) == {a.id}
+    assert b.id not in cur.taxonomy.by_id
+    assert {cur.taxonomy.by_id[c.id].parent_id for c in tax.children(b.id)} <= {a.id}  # b's children
+    moved = cur.assignments.filter(pl.col("conversation_id").is_in(b_rows.to_list()))
+    assert {p[a.level] for p in moved["path"].to_list()} == {a.id}
     assert cur.taxonomy.by_id[a.id].size == a.size + b.size
 
 
@@ -83,12 +86,13 @@ def test_move_leaf_repaths_rows_and_drops_emptied_parents(run_dir: Path) -> None
     cur = load_run(run_dir)
     rows = cur.assignments.filter(pl.col("leaf_id") == leaf.id)
     assert rows.height == leaf.size
-    assert set(rows["mid_id"]) == {new_parent.id}
-    assert set(rows["top_id"]) == {new_parent.parent_id}
+    expected = [n.id for n in cur.taxonomy.path(new_parent.id)] + [leaf.id]
+    assert {tuple(p) for p in rows["path"].to_list()} == {tuple(expected)}
+    assert set(rows["top_id"]) == {expected[0]}
     if lonely is not None:
         assert leaf.parent_id not in cur.taxonomy.by_id  # the emptied parent is gone
     assert sum(n.size for n in cur.taxonomy.roots) == cur.assignments.height
-    assert all(cur.taxonomy.children(n.id) for n in cur.taxonomy.nodes if n.level < 2)
+    assert all(cur.taxonomy.children(n.id) for n in cur.taxonomy.nodes if n.level < tax.depth - 1)
 
 
 @pytest.mark.parametrize(

@@ -68,14 +68,18 @@ def test_full_tables_carry_every_level_and_the_input_columns(runs, tmp_path, fmt
     assert main(["export", str(runs["full"]), "--format", fmt, "--out", str(out)]) == 0
     frame = {"csv": pl.read_csv, "jsonl": pl.read_ndjson, "parquet": pl.read_parquet}[fmt](out)
     run = load_run(runs["full"])
-    for col in ("conversation_id", "top_id", "top_name", "mid_id", "mid_name", "leaf_id", "leaf_name"):
-        assert col in frame.columns
+    depth = run.taxonomy.depth
+    per_level = [("top", 0), *[(f"level_{d}", d) for d in range(1, depth - 1)], ("leaf", depth - 1)]
+    for stem, _ in per_level:
+        assert f"{stem}_id" in frame.columns and f"{stem}_name" in frame.columns
+    assert "mid_id" not in frame.columns
     for col in ("is_outlier", "content", "subcategory", "category", "text"):
         assert col in frame.columns
     assert frame["conversation_id"].cast(pl.String).to_list() == run.assignments["conversation_id"].to_list()
     assert frame["leaf_id"].to_list() == run.assignments["leaf_id"].to_list()
-    assert frame["mid_id"].to_list() == run.assignments["mid_id"].to_list()
-    assert frame["top_name"].to_list() == names_at(run, 0)
+    for stem, level in per_level:
+        assert frame[f"{stem}_id"].to_list() == [p[level] for p in run.assignments["path"].to_list()]
+        assert frame[f"{stem}_name"].to_list() == names_at(run, level)
     assert frame["is_outlier"].to_list() == run.assignments["is_outlier"].to_list()
 
 
@@ -86,11 +90,11 @@ def test_min_cluster_size_leaves_out_small_nodes_and_reports_them(runs, tmp_path
     small = {lf for lf, n in sizes.items() if n < k}
     assert small, "the fixture run should have leaves of different sizes"
     expected_rows = 300 - sum(sizes[lf] for lf in small)
-    a = run.assignments
+    paths = run.assignments["path"].to_list()
     small_nodes = {
         node
-        for col in ("top_id", "mid_id", "leaf_id")
-        for node, n in Counter(a[col].to_list()).items()
+        for level in range(run.taxonomy.depth)
+        for node, n in Counter(p[level] for p in paths).items()
         if n < k
     }  # a parent smaller than K only holds leaves smaller than K
     out = tmp_path / "bb.csv"

@@ -27,5 +27,5 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--depth must be at least 1")
     run = load_run(args.rundir, curated=not args.raw)
     print_tree(run, depth=args.depth, file=sys.stdout)
-    print_summary(run.manifest, run.path, file=sys.stdout)
+    print_summary(run.manifest, run.path, file=sys.stdout, taxonomy=run.taxonomy)
     return 0
