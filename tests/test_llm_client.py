@@ -326,12 +326,10 @@ def test_make_backend_follows_the_config(tmp_path: Path, monkeypatch: pytest.Mon
 def test_server_sustains_64_in_flight_at_50ms(server: ScriptedServer) -> None:
     server.latency_ms = 50
     be = backend(server, max_concurrency=64)
-    t0 = time.perf_counter()
     res = be.generate([ask(f"c{i}") for i in range(256)])
-    elapsed = time.perf_counter() - t0
     assert all(r.ok for r in res)
+    # 64 requests were open at once (throughput itself is measured by bench/llm_throughput.py)
     assert server.max_in_flight == 64
-    assert elapsed < 256 * 0.05 / 4  # far from one-at-a-time (12.8 s)
 
 
 def test_generate_works_inside_a_running_event_loop(server: ScriptedServer) -> None:

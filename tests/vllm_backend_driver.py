@@ -1,9 +1,9 @@
 """Drives the in-process ``vllm`` back-end on a local model and prints a JSON summary.
 
-Run with the interpreter of ``.venv-vllm`` (vLLM's CPU build) and the repository root on
-``PYTHONPATH``, so ``clio`` comes from the working tree::
+Run with the interpreter of ``.venv-vllm`` (vLLM's CPU build), where ``make vllm-env`` installs
+this working tree's ``bailclio`` in editable mode::
 
-    PYTHONPATH=. .venv-vllm/bin/python tests/vllm_backend_driver.py MODEL_DIR CACHE.sqlite
+    .venv-vllm/bin/python tests/vllm_backend_driver.py MODEL_DIR CACHE.sqlite
 
 It builds one :class:`~bailclio.llm.vllm_backend.VLLMBackend` and sends a plain chat request, a
 structured request validated by pydantic (constrained, then the same request unconstrained as a
