@@ -30,11 +30,14 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bailclio.cli import ensure_numba_cache  # noqa: E402
 from bailclio.config import Config  # noqa: E402
 from bailclio.embeddings.encoder import embed_texts  # noqa: E402
 from bailclio.pipeline import run as build_run  # noqa: E402
 from bailclio.rundir import load_run  # noqa: E402
 from bailclio.taxonomy.assign import place, reference, run_embedding_config, self_agreement, transform  # noqa: E402
+
+ensure_numba_cache()
 
 METHODS = (("knn", 5), ("knn", 10), ("knn", 20), ("centroid", 10))
 

@@ -105,8 +105,8 @@ def main() -> int:
 
     from scripted_server import ScriptedServer
 
+    from bailclio.cli import ensure_numba_cache
     from bailclio.config import load_config
-    from bailclio.pipeline import ensure_numba_cache
 
     warnings.filterwarnings("ignore", category=UserWarning)
     ensure_numba_cache()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 from bailclio import __version__
@@ -11,6 +13,28 @@ from bailclio.errors import UserError
 
 # Each name is a module in clio/commands exposing ``register(subparsers)``.
 COMMANDS = ("run", "show", "explore", "export", "assign", "diff", "eval", "detect")
+
+
+def ensure_numba_cache() -> None:
+    """Keep numba's compiled functions on disk so only the first run ever pays for compiling."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        from bailclio.paths import cache_root
+
+        path = cache_root("numba")
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(path)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The library's messages (stage progress, warnings) go to stderr as plain lines."""
+    logger = logging.getLogger("bailclio")
+    if not any(getattr(h, "_bailclio_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()  # stderr, looked up when each line is written
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._bailclio_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_logging()
+    ensure_numba_cache()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

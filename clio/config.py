@@ -74,7 +74,8 @@ class NamingConfig(_Section):
 
 
 class LLMConfig(_Section):
-    backend: Literal["none", "openai", "vllm"] = "none"
+    # "none", a built-in back-end ("openai", "vllm") or one registered (bailclio.llm.register_backend)
+    backend: str = Field(default="none", min_length=1)
     base_url: str | None = None
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

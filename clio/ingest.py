@@ -305,8 +305,61 @@ def read_input(
         raise UserError(f"{p}: no such file")
     if p.is_dir():
         raise UserError(f"{p}: is a directory, expected an input file")
-    records = _records(p)
+    return _ingest(p, _records(p), text_column, id_column, limit, max_chars)
 
+
+def read_data(
+    data: Any,
+    *,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    limit: int | None = None,
+    max_chars: int = 1000,
+    label: str = "data",
+) -> Ingested:
+    """In-memory rows into an :class:`Ingested`, checked exactly as a file's rows are.
+
+    ``data`` is a polars (or pandas) frame, a list of texts, a list of transcripts (each a list of
+    ``{role, content}`` turns) or a list of records (dicts). Row numbers in errors and rejects are
+    1-based; ``label`` names the data in messages.
+
+        >>> ing = read_data(["I won't help with that.", "", "Please stop."])
+        >>> ing.frame["text"].to_list(), [r["reason"] for r in ing.rejects]
+        (["I won't help with that.", 'Please stop.'], ['empty text'])
+        >>> read_data([[{"role": "user", "content": "hi"}]]).shape
+        'conversation'
+    """
+    return _ingest(label, _memory_records(data, label), text_column, id_column, limit, max_chars)
+
+
+def _memory_records(data: Any, label: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+    if isinstance(data, pl.DataFrame):
+        rows: Any = data.iter_rows(named=True)
+    elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas
+        rows = pl.from_pandas(data).iter_rows(named=True)
+    elif isinstance(data, str | bytes) or not hasattr(data, "__iter__"):
+        raise UserError(f"{label}: expected a frame or a list of texts, transcripts or records")
+    else:
+        rows = data
+    for i, item in enumerate(rows, start=1):
+        if isinstance(item, dict):
+            yield i, item, None, ""
+        elif isinstance(item, str):
+            yield i, {"text": item}, None, ""
+        elif isinstance(item, list | tuple):
+            yield i, {"conversation": list(item)}, None, ""
+        else:
+            yield i, None, f"expected a text, a transcript or a record, got {type(item).__name__}", repr(item)
+
+
+def _ingest(
+    p: Path | str,
+    records: Iterator[tuple[int, dict[str, Any] | None, str | None, str]],
+    text_column: str | None,
+    id_column: str | None,
+    limit: int | None,
+    max_chars: int,
+) -> Ingested:
     accepted: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     shape: str | None = None
@@ -357,7 +410,7 @@ def read_input(
     return Ingested(frame=frame, rejects=rejects, shape=shape, text_source=source or "", rows_read=rows_read)
 
 
-def _detect_shape(p: Path, rec: dict[str, Any], text_column: str | None) -> tuple[str, str]:
+def _detect_shape(p: Path | str, rec: dict[str, Any], text_column: str | None) -> tuple[str, str]:
     if text_column is not None:
         if text_column not in rec:
             raise UserError(f"{p}: text column '{text_column}' not found; columns are: {', '.join(rec)}")

@@ -22,8 +22,8 @@ keep their keyphrase name), says so on stderr and records ``budget_exhausted`` i
 
 from __future__ import annotations
 
+import logging
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +32,31 @@ import polars as pl
 
 from bailclio.config import Config, FacetConfig
 from bailclio.errors import UserError
+from bailclio.llm.base import LLMBackend
 from bailclio.llm_naming import STAT_KEYS, NamingResult, name_hierarchy, stats_delta
+from bailclio.paths import cache_root
 
 
 def default_cache_path(cfg: Config) -> Path:
     """Where ``run`` keeps its LLM cache unless ``llm.cache_path`` says otherwise."""
-    from bailclio.embeddings.encoder import default_cache_dir
-
     if cfg.llm.cache_path:
         return Path(cfg.llm.cache_path).expanduser()
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{cfg.llm.backend}-{cfg.llm.model}").strip("_")
-    return default_cache_dir() / "llm" / f"{slug[-120:]}.sqlite"
+    return cache_root("llm", f"{slug[-120:]}.sqlite")
+
+
+log = logging.getLogger(__name__)
 
 
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    log.warning(msg)
 
 
 class LLMStage:
-    def __init__(self, cfg: Config, *, progress: bool = True) -> None:
+    """Facets and names over one back-end: the configured one (``llm.backend``), or ``backend``,
+    an instance the caller made and keeps (it is not closed here)."""
+
+    def __init__(self, cfg: Config, *, progress: bool = True, backend: LLMBackend | None = None) -> None:
         from bailclio.llm import make_backend
 
         self.cfg = cfg
@@ -62,10 +68,19 @@ class LLMStage:
             raise UserError(
                 "config: no facet to cluster (mark one facet with clustered = true or pass --facet)"
             )
-        self.cache_path = default_cache_path(cfg)
-        backend = make_backend(cfg.llm, self.cache_path, progress=progress)
-        assert backend is not None
+        self.owns_backend = backend is None
+        if backend is None:
+            self.cache_path: Path | None = default_cache_path(cfg)
+            backend = make_backend(cfg.llm, self.cache_path, progress=progress)
+            assert backend is not None
+        else:
+            cache = getattr(backend, "cache_path", None) or getattr(
+                getattr(backend, "cache", None), "path", None
+            )
+            self.cache_path = Path(cache) if cache else None
         self.backend = backend
+        self.backend_name = str(getattr(backend, "name", cfg.llm.backend))
+        self.model = str(getattr(backend, "model", None) or cfg.llm.model)
         self.stages: dict[str, dict[str, Any]] = {}
         self.facet_fallback_rows = 0
 
@@ -179,10 +194,10 @@ class LLMStage:
                 total[k] += st.get(k, 0)
         total["wall_s"] = round(total["wall_s"], 3)
         return {
-            "backend": self.cfg.llm.backend,
-            "model": self.cfg.llm.model,
+            "backend": self.backend_name,
+            "model": self.model,
             "base_url": self.cfg.llm.base_url,
-            "cache_path": str(self.cache_path),
+            "cache_path": str(self.cache_path) if self.cache_path else None,
             "facet": self.facet.name if self.facet else None,
             "facets": [f.name for f in self.cfg.facets],
             "budget_exhausted": self.budget_exhausted,
@@ -192,4 +207,5 @@ class LLMStage:
         }
 
     def close(self) -> None:
-        self.backend.close()
+        if self.owns_backend:
+            self.backend.close()

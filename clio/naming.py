@@ -16,9 +16,11 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from bailclio.config import NamingConfig
+from bailclio.config import Config, NamingConfig
 
 # Words that frame almost any request to an assistant, and the role labels of rendered
 # transcripts; they say nothing about why a model left.
@@ -123,4 +125,30 @@ def describe(size: int, keywords: list[str], exemplar_texts: list[str]) -> str:
     return desc
 
 
-__all__ = ["NamingConfig", "ctfidf_keywords", "describe", "exemplars", "name_from_keywords"]
+__all__ = ["NamingConfig", "ctfidf_keywords", "describe", "exemplars", "name_from_keywords", "name_levels"]
+
+
+def name_levels(
+    texts: list[str],
+    space: np.ndarray,
+    groups_per_level: list[np.ndarray],
+    is_outlier: np.ndarray,
+    cfg: Config,
+) -> list[dict[int, dict[str, Any]]]:
+    """Keyphrase names, descriptions and exemplar indices for every node of every level."""
+    out = []
+    for groups in groups_per_level:
+        kws = ctfidf_keywords(texts, groups, cfg.naming.n_keywords, cfg.naming.ngram_max)
+        level: dict[int, dict[str, Any]] = {}
+        taken: set[str] = set()
+        for g in sorted(kws):
+            members = np.flatnonzero(groups == g)
+            ex = exemplars(space, members, cfg.naming.n_exemplars, prefer=~is_outlier)
+            level[g] = {
+                "name": name_from_keywords(kws[g], taken),
+                "keywords": kws[g],
+                "exemplars": ex,
+                "describe": (lambda size, k=kws[g], e=ex: describe(size, k, [texts[i] for i in e])),
+            }
+        out.append(level)
+    return out

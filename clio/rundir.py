@@ -21,10 +21,12 @@ Only this module knows the file names. Layout::
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from bailclio.errors import UserError
@@ -149,3 +151,58 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     tmp.replace(path)
+
+
+def prepare_out_dir(out: str | Path, force: bool) -> Path:
+    """An empty directory at ``out``: an existing run (or a folder holding only rejects) is
+    replaced with ``force``; anything else is refused."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{p}: exists and is not a directory")
+    if p.exists() and any(p.iterdir()):
+        if not force:
+            raise UserError(f"{p}: output directory is not empty (use --force to replace it)")
+        if not is_run_dir(p) and not (p / REJECTS).exists():
+            raise UserError(f"{p}: not empty and not a run directory; refusing to replace it")
+        shutil.rmtree(p)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def write_tables(
+    out_dir: Path,
+    *,
+    conversations: pl.DataFrame,
+    assignments: pl.DataFrame,
+    taxonomy: Taxonomy,
+    embeddings: np.ndarray,
+    space: np.ndarray,
+) -> None:
+    """Everything of a run but its manifest (written last by :func:`write_manifest`)."""
+    conversations.write_parquet(out_dir / CONVERSATIONS)
+    assignments.write_parquet(out_dir / ASSIGNMENTS)
+    taxonomy.save(out_dir / TAXONOMY)
+    np.save(out_dir / EMBEDDINGS, embeddings)
+    np.save(out_dir / SPACE, space)
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """The manifest, written last: a directory without it is never taken for a run."""
+    write_json(out_dir / MANIFEST, manifest)
+
+
+def write_rejects(out_dir: Path, rejects: list[dict[str, Any]]) -> Path:
+    path = out_dir / REJECTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for rej in rejects:
+            fh.write(json.dumps(rej, ensure_ascii=False, default=str) + "\n")
+    return path
+
+
+def read_embeddings(run: Run) -> np.ndarray:
+    """The run's row-aligned vectors (``embeddings.npy``)."""
+    path = run.file(EMBEDDINGS)
+    if not path.exists():
+        raise UserError(f"{run.path}: {EMBEDDINGS} is missing; rerun `bailclio run` to rebuild it")
+    return np.load(path)

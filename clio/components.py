@@ -1,0 +1,262 @@
+"""The default stages, and a few alternatives, as objects satisfying :mod:`bailclio.stages`.
+
+Each default is a thin adapter over its stage module's function, configured by the section of
+:class:`~bailclio.config.Config` it reads, so ``Taxonomer(config)`` behaves exactly as
+``bailclio run`` does:
+
+===================  =================================  ==========================================
+stage                default                            calls
+===================  =================================  ==========================================
+embedder             :class:`SentenceTransformerEmbedder`  :func:`bailclio.embeddings.encoder.embed_texts`
+reducer              :class:`UMAPReducer`               :func:`bailclio.reduce.reduce_vectors`
+clusterer            :class:`HDBSCANClusterer`          :func:`bailclio.cluster.cluster_points`
+hierarchy builder    :class:`WardHierarchy`             :func:`bailclio.hierarchy.build_hierarchy`
+namer                :class:`KeyphraseNamer`, or        the c-TF-IDF keyphrases
+                     :class:`LLMNamer` with an LLM      :meth:`bailclio.llm_stage.LLMStage.names`
+===================  =================================  ==========================================
+
+Alternatives: :class:`KMeansClusterer`, and :class:`SklearnClusterer` for any estimator with
+``fit_predict`` (scikit-learn's, ``evoc.EVoC``, ...). A plain estimator passed as ``clusterer=``
+is wrapped in :class:`SklearnClusterer`. Namers are also found by name (:func:`make_namer`):
+``"keyphrases"``, ``"llm"`` and any registered with :func:`register_namer` or installed under the
+``bailclio.namers`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bailclio.config import (
+    ClusterConfig,
+    EmbeddingConfig,
+    HierarchyConfig,
+    NamingConfig,
+    ReduceConfig,
+)
+from bailclio.errors import UserError
+from bailclio.stages import (
+    Clusterer,
+    Clustering,
+    Hierarchy,
+    Naming,
+    NamingContext,
+    NodeName,
+    clustering_from_labels,
+)
+
+if TYPE_CHECKING:
+    from bailclio.llm_stage import LLMStage
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model through bailclio's vector cache (the default: MiniLM)."""
+
+    def __init__(self, config: EmbeddingConfig | None = None, **settings: Any) -> None:
+        base = config or EmbeddingConfig()
+        self.config = base.model_copy(update=settings) if settings else base
+
+    def embed(self, texts: list[str], *, progress: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+        from bailclio.embeddings.encoder import embed_texts
+
+        return embed_texts(texts, self.config, progress=progress)
+
+    def describe(self) -> str:
+        return self.config.model
+
+
+class UMAPReducer:
+    """Centre, exact cosine kNN graph, UMAP to ``n_components`` for clustering and 2-D for the map."""
+
+    def __init__(self, config: ReduceConfig | None = None, **settings: Any) -> None:
+        base = config or ReduceConfig()
+        self.config = base.model_copy(update=settings) if settings else base
+
+    def reduce(self, vectors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        from bailclio.reduce import reduce_vectors
+
+        return reduce_vectors(vectors, self.config, seed)
+
+
+class HDBSCANClusterer:
+    """HDBSCAN leaves; noise flagged and attached to the nearest leaves."""
+
+    def __init__(self, config: ClusterConfig | None = None, **settings: Any) -> None:
+        base = config or ClusterConfig()
+        self.config = base.model_copy(update=settings) if settings else base
+
+    def cluster(self, space: np.ndarray) -> Clustering:
+        from bailclio.cluster import cluster_points
+
+        return cluster_points(space, self.config)
+
+
+class SklearnClusterer:
+    """Any clustering estimator with ``fit_predict`` (``-1`` read as noise, attached as HDBSCAN's is).
+
+    >>> from sklearn.cluster import AgglomerativeClustering
+    >>> X = np.array([[0.0, 0], [0.1, 0], [5, 5], [5.1, 5]])
+    >>> SklearnClusterer(AgglomerativeClustering(n_clusters=2)).cluster(X).labels.tolist()
+    [0, 0, 1, 1]
+    """
+
+    def __init__(self, estimator: Any, *, attach_outliers: bool = True, outlier_neighbors: int = 10) -> None:
+        if not hasattr(estimator, "fit_predict"):
+            raise TypeError(f"{type(estimator).__name__} has no fit_predict: not a clustering estimator")
+        self.estimator = estimator
+        self.attach_outliers = attach_outliers
+        self.outlier_neighbors = outlier_neighbors
+
+    def cluster(self, space: np.ndarray) -> Clustering:
+        labels = np.asarray(self.estimator.fit_predict(space))
+        params: dict[str, Any] = {"method": type(self.estimator).__name__}
+        if hasattr(self.estimator, "get_params"):
+            params.update({k: v for k, v in self.estimator.get_params().items() if _plain(v)})
+        probs = getattr(self.estimator, "probabilities_", None)
+        return clustering_from_labels(
+            labels,
+            space,
+            probabilities=None if probs is None else np.asarray(probs),
+            params=params,
+            attach=self.attach_outliers,
+            neighbors=self.outlier_neighbors,
+        )
+
+    def describe(self) -> str:
+        return type(self.estimator).__name__
+
+
+class KMeansClusterer(SklearnClusterer):
+    """scikit-learn's KMeans with ``n_clusters`` leaves (no outliers)."""
+
+    def __init__(self, n_clusters: int, *, random_state: int = 42, **kwargs: Any) -> None:
+        from sklearn.cluster import KMeans
+
+        super().__init__(KMeans(n_clusters=n_clusters, random_state=random_state, n_init="auto", **kwargs))
+
+
+def as_clusterer(obj: Any) -> Clusterer:
+    """A :class:`~bailclio.stages.Clusterer` as is; an estimator with ``fit_predict`` wrapped."""
+    if hasattr(obj, "cluster"):
+        return obj
+    if hasattr(obj, "fit_predict"):
+        return SklearnClusterer(obj)
+    raise TypeError(f"{type(obj).__name__} is neither a Clusterer (cluster(space)) nor an estimator")
+
+
+class WardHierarchy:
+    """A dendrogram over the leaf centroids, cut at the configured (or derived) sizes."""
+
+    label = "ward-on-leaf-centroids"
+
+    def __init__(self, config: HierarchyConfig | None = None, **settings: Any) -> None:
+        base = config or HierarchyConfig()
+        self.config = base.model_copy(update=settings) if settings else base
+
+    def build(self, space: np.ndarray, leaf_labels: np.ndarray) -> Hierarchy:
+        from bailclio.hierarchy import build_hierarchy
+
+        return build_hierarchy(space, leaf_labels, self.config)
+
+
+class KeyphraseNamer:
+    """Each node named by its class-based TF-IDF keyphrases (request boilerplate removed)."""
+
+    def __init__(self, config: NamingConfig | None = None) -> None:
+        self.config = config or NamingConfig()
+
+    def name(self, ctx: NamingContext) -> Naming:
+        levels = []
+        for level, kp in enumerate(ctx.keyphrases):
+            levels.append({g: NodeName(ctx.fixed.get((level, g), meta["name"])) for g, meta in kp.items()})
+        return Naming(levels, {"naming": "keyphrases"})
+
+
+class LLMNamer:
+    """Short imperative names and two-sentence descriptions written by an LLM from each node's
+    members, contrasted with the nearest other nodes; a node whose call fails keeps its
+    keyphrase name (``name_source``)."""
+
+    stage_name = "llm names"
+
+    def __init__(self, stage: LLMStage) -> None:
+        self.stage = stage
+
+    def name(self, ctx: NamingContext) -> Naming:
+        depth = ctx.hierarchy.depth
+        result = self.stage.names(
+            summaries=ctx.texts,
+            space=ctx.space,
+            leaf_of_unique=ctx.leaf_labels,
+            parents=ctx.hierarchy.parents,
+            levels=ctx.keyphrases,
+            fixed_leaves={g: n for (lv, g), n in ctx.fixed.items() if lv == depth - 1},
+        )
+        levels = [
+            {g: NodeName(n.name, n.description, n.source, n.error) for g, n in lvl.items()}
+            for lvl in result.levels
+        ]
+        sources = [n.source for lvl in levels for n in lvl.values()]
+        n_llm = sum(s == "llm" for s in sources)
+        facet = self.stage.facet
+        return Naming(
+            levels,
+            {
+                "naming": "llm" if n_llm else "keyphrases",
+                "hierarchy_note": "llm-named",
+                "facet": facet.name if facet else None,
+                "llm_model": self.stage.model,
+                "llm_named_nodes": n_llm,
+                "keyphrase_named_nodes": sum(s == "keyphrases" for s in sources),
+            },
+        )
+
+
+# ----------------------------------------------------------------------------- namers by name
+
+NamerFactory = Callable[..., Any]  # (config: Config, llm: LLMStage | None) -> Namer
+_NAMERS: dict[str, NamerFactory] = {}
+NAMER_ENTRY_POINTS = "bailclio.namers"
+
+
+def register_namer(name: str, factory: NamerFactory) -> None:
+    """Make ``make_namer(name, ...)`` (and ``Taxonomer(namer=name)``) build ``factory(config, llm)``."""
+    _NAMERS[name] = factory
+
+
+def _keyphrase_factory(config: Any, llm: LLMStage | None) -> KeyphraseNamer:
+    return KeyphraseNamer(config.naming)
+
+
+def _llm_factory(config: Any, llm: LLMStage | None) -> LLMNamer:
+    if llm is None:
+        raise UserError("the llm namer needs an LLM back-end (llm.backend, or llm= an instance)")
+    return LLMNamer(llm)
+
+
+register_namer("keyphrases", _keyphrase_factory)
+register_namer("llm", _llm_factory)
+
+
+def namer_names() -> list[str]:
+    from bailclio.plugins import entry_point_names
+
+    return sorted(set(_NAMERS) | set(entry_point_names(NAMER_ENTRY_POINTS)))
+
+
+def make_namer(name: str, config: Any, llm: LLMStage | None = None) -> Any:
+    """The namer registered (or installed as an entry point) under ``name``."""
+    if name not in _NAMERS:
+        from bailclio.plugins import load_entry_point
+
+        factory = load_entry_point(NAMER_ENTRY_POINTS, name)
+        if factory is None:
+            raise UserError(f"unknown namer {name!r} (known: {', '.join(namer_names())})")
+        register_namer(name, factory)
+    return _NAMERS[name](config, llm)
+
+
+def _plain(v: Any) -> bool:
+    return v is None or isinstance(v, bool | int | float | str)
