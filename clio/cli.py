@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from bailclio import __version__
 from bailclio.errors import UserError
@@ -25,16 +27,33 @@ def ensure_numba_cache() -> None:
         os.environ["NUMBA_CACHE_DIR"] = str(path)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """The library's messages (stage progress, warnings) go to stderr as plain lines."""
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is written (redirections are followed)."""
+
+    _bailclio_cli = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+@contextlib.contextmanager
+def cli_logging(level: int = logging.INFO) -> Iterator[None]:
+    """While a command runs, the library's messages (stage progress, warnings) go to stderr as
+    plain lines; the logger is left as it was afterwards."""
     logger = logging.getLogger("bailclio")
-    if not any(getattr(h, "_bailclio_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler()  # stderr, looked up when each line is written
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._bailclio_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    configure_logging()
     ensure_numba_cache()
     try:
-        return int(args.func(args) or 0)
+        with cli_logging():
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"bailclio {args.command}: error: {exc}", file=sys.stderr)
         return 2
