@@ -11,11 +11,12 @@ run's vectors were (:func:`bailclio.reduce.center_vectors`). Then each row is pl
   ``confidence`` the margin to the second nearest, ``1 - d1 / d2``.
 
 The distance threshold is calibrated on the run itself: the ``quantile`` (default 0.95) of the
-same distance measured for the run's own rows (leave-one-out for ``knn``, distance to their own
-leaf's centroid for ``centroid``). A new row farther than that is ``unassigned`` (``leaf_id`` null)
-rather than forced into a leaf. Map coordinates ``x, y`` are the similarity-weighted mean of the k
-nearest run rows' coordinates. ``is_outlier`` is true for unassigned rows and for rows whose
-nearest run rows are mostly outliers themselves.
+same distance measured for the run's own rows, each left out of what it is measured against
+(its k nearest other rows for ``knn``, its leaf's centroid without it for ``centroid``). A new
+row farther than that is ``unassigned`` (``leaf_id`` null) rather than forced into a leaf. Map
+coordinates ``x, y`` are the similarity-weighted mean of the k nearest run rows' coordinates.
+``is_outlier`` is true for unassigned rows and for rows whose nearest run rows are mostly
+outliers themselves.
 
 bench/assign_accuracy.py measures both on 70/30 splits of BailBench (medians over 3 seeds): the
 run's own rows placed leave-one-out land back in their own leaf 87% of the time with kNN (k=10)
@@ -198,7 +199,16 @@ def calibrate(ref: Reference, method: str, k: int, quantile: float) -> float:
         _, sim = _topk(ref.vectors, ref.vectors, k, exclude_self=True)
         d = _knn_distance(sim)
     else:
-        own = np.einsum("ij,ij->i", ref.vectors, ref.centroids[ref.leaf_index])
+        # each row against its leaf's centroid without itself, as a new row meets the centroid
+        # (with itself in it, small leaves look tighter than they are and new rows are refused)
+        sums = np.zeros_like(ref.centroids)
+        np.add.at(sums, ref.leaf_index, ref.vectors)
+        rest = sums[ref.leaf_index] - ref.vectors
+        norm = np.linalg.norm(rest, axis=1)
+        alone = norm < 1e-6  # a leaf of one row
+        if alone.all():
+            return float("inf")
+        own = np.einsum("ij,ij->i", ref.vectors[~alone], rest[~alone]) / norm[~alone]
         d = 1.0 - own
     return float(np.quantile(d, quantile))
 

@@ -269,11 +269,14 @@ def diff_sides(a: Side, b: Side, level: int, threshold: float = DEFAULT_THRESHOL
 
 def format_table(result: dict[str, Any]) -> str:
     a, b = result["a"], result["b"]
+    ids = [m[k] for m in result["matched"] for k in ("a_id", "b_id")]
+    ids += [x["id"] for key in ("only_in_a", "only_in_b") for x in result[key]]
+    w = max([6, *(len(i) for i in ids if i != UNASSIGNED)])
     lines = [
         f"A: {a['source']} ({a['rows']} rows)    B: {b['source']} ({b['rows']} rows)    "
         f"level {result['level']}",
         "",
-        f"{'A':<6} {'B':<6} {'sim':>5} {'share A [95% CI]':>22} {'share B [95% CI]':>22} "
+        f"{'A':<{w}} {'B':<{w}} {'sim':>5} {'share A [95% CI]':>22} {'share B [95% CI]':>22} "
         f"{'change [95% CI]':>24}  name (A -> B)",
     ]
 
@@ -286,14 +289,14 @@ def format_table(result: dict[str, Any]) -> str:
         change = f"{100 * m['change']:+6.1f} [{lo:+5.1f},{hi:+5.1f}]{star}"
         names = m["a_name"] if m["a_name"] == m["b_name"] else f"{m['a_name']} -> {m['b_name']}"
         lines.append(
-            f"{m['a_id']:<6.6} {m['b_id']:<6.6} {m['similarity']:5.2f} {pct(m['a']):>22} {pct(m['b']):>22} "
-            f"{change:>24}  {names}"
+            f"{m['a_id']:<{w}.{w}} {m['b_id']:<{w}.{w}} {m['similarity']:5.2f} "
+            f"{pct(m['a']):>22} {pct(m['b']):>22} {change:>24}  {names}"
         )
     for title, key in (("only in A", "only_in_a"), ("only in B", "only_in_b")):
         lines.append(f"\n{title}: {len(result[key])}")
         for x in result[key]:
             lines.append(
-                f"  {x['id']:<6} {pct(x):>22}  best similarity {x['best_similarity']:.2f}  {x['name']}"
+                f"  {x['id']:<{w}} {pct(x):>22}  best similarity {x['best_similarity']:.2f}  {x['name']}"
             )
     lines.append("\n* the change's 95% interval excludes 0")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from depth_runs import FixedRuns
 from explorer_runs import copy_run, transcript_run
 from vllm_server import serve_tiny_llama
 
@@ -51,6 +52,13 @@ def small_run(bailbench_sample: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("runs") / "small"
     run(bailbench_sample, out, Config(), force=True, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def fixed_runs(tmp_path_factory: pytest.TempPathFactory) -> FixedRuns:
+    """Runs of 2, 3 and 5 levels whose tree is fixed by construction (tests/depth_runs.py), each
+    built on first use in the session."""
+    return FixedRuns(tmp_path_factory.getbasetemp() / "fixed_runs")
 
 
 @pytest.fixture(scope="session")

@@ -150,7 +150,7 @@ def test_map_uses_webgl_mutes_outliers_and_colours_by_level(run_dir: Path) -> No
     n_out = int(run.assignments["is_outlier"].sum())
     assert len(outl[0]["text"]) == n_out
     assert len(traces) - 1 == run.assignments.filter(~pl.col("is_outlier"))["top_id"].n_unique()
-    at.selectbox(key="map_level").set_value(2).run()
+    at.selectbox(key="map_level").set_value(run.taxonomy.depth - 1).run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     leaves_with_inliers = run.assignments.filter(~pl.col("is_outlier"))["leaf_id"].n_unique()
     assert len(spec["data"]) - 1 == leaves_with_inliers

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,6 @@ from bailclio.config import load_config
 from bailclio.llm_stage import default_cache_path
 from bailclio.rundir import load_run
 from bailclio.taxonomy.assign_llm import escape_untrusted
-
-sys.path.insert(0, str(Path(__file__).parent))
-from small_runs import build_runs  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 MODEL = "scripted-classifier"
@@ -73,8 +69,10 @@ class Classifier:
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    return build_runs(tmp_path_factory)
+def runs(fixed_runs):
+    """A run with 12 leaves besides the noise leaf (tests/depth_runs.py), so a 6-leaf shortlist
+    always leaves some out, and held-out prompts of its subcategories."""
+    return {"full": fixed_runs.run(3), "heldout_csv": fixed_runs.heldout(3)}
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +156,8 @@ def shortlist_by_row(requests: list[dict[str, Any]], frame: pl.DataFrame) -> dic
 def test_llm_choice_sets_leaf_top_and_path(assigned, runs):
     assert assigned["rc"] == (0, 0, 0)
     frame = assigned["frame"]
-    assert frame.height == 64
+    n_held = pl.read_csv(runs["heldout_csv"]).height
+    assert frame.height == n_held + 4
     for col in ("embedding_leaf_id", "llm_leaf_id", "placement", "llm_error"):
         assert col in frame.columns
     run = load_run(runs["full"])
