@@ -30,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from bailclio.errors import UserError
+from bailclio.taxonomy.edits import CurationError, apply_edits, check_log, log_document
 from bailclio.taxonomy.model import READABLE_FORMAT_VERSIONS, Taxonomy, TaxonomyError
 
 MANIFEST = "manifest.json"
@@ -40,6 +41,11 @@ EMBEDDINGS = "embeddings.npy"
 SPACE = "space.npy"
 REJECTS = "rejects.jsonl"
 CURATION = "curation.json"
+# the folder `bailclio detect` writes (its bails.parquet is an input for `bailclio run`)
+DETECTIONS = "detections.parquet"
+BAILS = "bails.parquet"
+DETECT_SUMMARY = "summary.json"
+LLM_CACHE = "llm_cache.sqlite"
 REQUIRED = (MANIFEST, CONVERSATIONS, ASSIGNMENTS, TAXONOMY)
 ASSIGNMENT_COLUMNS = ("conversation_id", "leaf_id", "top_id", "path", "is_outlier", "x", "y")
 
@@ -127,10 +133,27 @@ def load_run(path: str | Path, *, curated: bool = True) -> Run:
     check_paths(assign, tax, p / ASSIGNMENTS)
     run = Run(p, manifest, conv, assign, tax)
     if curated and (p / CURATION).exists():
-        from bailclio.taxonomy.curation import apply_curation
-
-        run = apply_curation(run)
+        run = apply_edits(run, read_edits(p), str(p / CURATION))
     return run
+
+
+def read_edits(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The curation edits recorded for a run directory (empty when there is no ``curation.json``)."""
+    p = Path(run_dir) / CURATION
+    if not p.exists():
+        return []
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CurationError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    return check_log(data, str(p))
+
+
+def write_edits(run_dir: str | Path, edits: list[dict[str, Any]]) -> Path:
+    """Replace the run's curation log with ``edits``."""
+    p = Path(run_dir) / CURATION
+    write_json(p, log_document(edits))
+    return p
 
 
 def check_paths(assign: pl.DataFrame, tax: Taxonomy, source: Path) -> None:

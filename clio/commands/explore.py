@@ -50,12 +50,12 @@ def command(path: str, port: int, host: str) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     from bailclio.errors import UserError
-    from bailclio.rundir import find_runs
+    from bailclio.rundir import MANIFEST, find_runs
 
     target = Path(args.path)
     if not target.exists():
         raise UserError(f"{target}: no such run directory or folder")
-    if not find_runs(target) and not (target / "manifest.json").exists():
+    if not find_runs(target) and not (target / MANIFEST).exists():
         raise UserError(f"{target}: no bailclio run directories found (run `bailclio run INPUT` first)")
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")

@@ -65,7 +65,7 @@ Decisions and outputs
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -74,11 +74,14 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel
 
+from bailclio import rundir
 from bailclio.config import Config
 from bailclio.detect import protocol, scoring
 from bailclio.errors import UserError
 from bailclio.llm.base import ChatRequest, ChatResult, LLMBackend
 from bailclio.provenance import file_sha256, package_versions
+
+_log = logging.getLogger(__name__)
 
 METHODS = ("prompt", "string", "tool")
 # When a turn bails by several methods, bails.parquet names the first of these.
@@ -246,7 +249,7 @@ class Detector:
         # --replies keep: replies generated where a scored turn had none (the context keeps the
         # conversation as it is)
         self._keep_generated: dict[tuple[str, int], Any] = {}
-        self._log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._log = log or _log.info
 
     # ---- helpers -----------------------------------------------------------------------------
     def _gen(self, purpose: str, reqs: list[ChatRequest]) -> list[ChatResult]:
@@ -912,14 +915,16 @@ def run_detect(
     judge_model: str | None = None,
     progress: bool = True,
     log: Any = None,
+    backend: LLMBackend | None = None,
 ) -> dict[str, Any]:
-    """Load ``input_path``, detect bails with the configured back-end, write the outputs in
-    ``out_dir`` (detections.parquet, bails.parquet, summary.json, rejects.jsonl) and return the
-    summary. The LLM cache is ``out_dir/llm_cache.sqlite`` unless ``llm.cache_path`` is set."""
+    """Load ``input_path``, detect bails with the configured back-end (or ``backend``, an
+    instance the caller keeps and closes), write the outputs in ``out_dir`` (detections.parquet,
+    bails.parquet, summary.json, rejects.jsonl) and return the summary. The LLM cache is
+    ``out_dir/llm_cache.sqlite`` unless ``llm.cache_path`` is set."""
     from bailclio.ingest import read_input
     from bailclio.llm import make_backend
 
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    say = log or _log.info
     started = time.time()
     t0 = time.perf_counter()
     src = Path(input_path)
@@ -940,13 +945,15 @@ def run_detect(
             rejects.append({"line": line, "field": "conversation", "reason": "no user turn to score"})
     convs = [c for c in convs if c.turns]
     ing.rejects = rejects
-    ing.write_rejects(out / "rejects.jsonl")
+    ing.write_rejects(out / rundir.REJECTS)
     if not convs:
         raise UserError(f"{src}: no conversation has a user turn to score")
     load_s = time.perf_counter() - t0
 
     llm = config.llm.model_copy(update={"model": options.model})
-    backend = make_backend(llm, out / "llm_cache.sqlite", progress=progress)
+    owns_backend = backend is None
+    if backend is None:
+        backend = make_backend(llm, out / rundir.LLM_CACHE, progress=progress)
     if backend is None:
         raise UserError("detect needs a model: use --llm openai --base-url URL, or --llm vllm")
     judge = None
@@ -963,7 +970,7 @@ def run_detect(
             if judge_model and judge_model != options.model:
                 judge = make_backend(
                     llm.model_copy(update={"model": judge_model}),
-                    out / "llm_cache.sqlite",
+                    out / rundir.LLM_CACHE,
                     progress=progress,
                 )
             false_bails = flag_false_bails(judge or backend, bails)
@@ -972,13 +979,14 @@ def run_detect(
             det.timings["judge_s"] = time.perf_counter() - t1
         det_frame = detections_frame(rows)
         bail_frame = bails_frame(bails)
-        _write_parquet(det_frame, out / "detections.parquet")
-        _write_parquet(bail_frame, out / "bails.parquet")
+        _write_parquet(det_frame, out / rundir.DETECTIONS)
+        _write_parquet(bail_frame, out / rundir.BAILS)
         stats = backend.stats()
         judge_stats = judge.stats() if judge is not None else None
         budget = backend.budget_exhausted
     finally:
-        backend.close()
+        if owns_backend:
+            backend.close()
         if judge is not None:
             judge.close()
 
@@ -1028,13 +1036,13 @@ def run_detect(
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "outputs": {
-            "detections": "detections.parquet",
-            "bails": "bails.parquet",
-            "rejects": "rejects.jsonl",
-            "cache": str(llm.cache_path or (out / "llm_cache.sqlite")),
+            "detections": rundir.DETECTIONS,
+            "bails": rundir.BAILS,
+            "rejects": rundir.REJECTS,
+            "cache": str(llm.cache_path or (out / rundir.LLM_CACHE)),
         },
     }
-    tmp = out / "summary.json.tmp"
+    tmp = out / (rundir.DETECT_SUMMARY + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), "utf-8")
-    tmp.replace(out / "summary.json")
+    tmp.replace(out / rundir.DETECT_SUMMARY)
     return summary
