@@ -193,9 +193,11 @@ class LLMNamer:
             parents=ctx.hierarchy.parents,
             levels=ctx.keyphrases,
             fixed_leaves={g: n for (lv, g), n in ctx.fixed.items() if lv == depth - 1},
+            vectors=ctx.vectors,
+            embed=ctx.embed,
         )
         levels = [
-            {g: NodeName(n.name, n.description, n.source, n.error) for g, n in lvl.items()}
+            {g: NodeName(n.name, n.description, n.source, n.error, dict(n.extra)) for g, n in lvl.items()}
             for lvl in result.levels
         ]
         sources = [n.source for lvl in levels for n in lvl.values()]
@@ -208,6 +210,7 @@ class LLMNamer:
                 "hierarchy_note": "llm-named",
                 "facet": facet.name if facet else None,
                 "llm_model": self.stage.model,
+                **self.stage.taxonomy_meta(),
                 "llm_named_nodes": n_llm,
                 "keyphrase_named_nodes": sum(s == "keyphrases" for s in sources),
             },

@@ -71,6 +71,15 @@ class NamingConfig(_Section):
     llm_members: int = Field(default=12, ge=1, le=100)
     llm_contrast: int = Field(default=8, ge=0, le=100)
     llm_summary_chars: int = Field(default=300, ge=40)
+    # Grounding (bailclio.grounding): an LLM name + description must be nearer its own members
+    # than the nearest siblings' members by this cosine margin, else it is retried once with the
+    # failure stated, then replaced by the keyphrase name.
+    grounding: bool = True
+    grounding_min_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
+    grounding_siblings: int = Field(default=3, ge=1)
+    # "structural": Ward cuts named by the LLM; "llm": Clio's hierarchy, parents proposed, deduped
+    # and assigned by the LLM (a failed step keeps the structural parent)
+    hierarchy: Literal["structural", "llm"] = "structural"
 
 
 class LLMConfig(_Section):
@@ -80,7 +89,8 @@ class LLMConfig(_Section):
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     max_concurrency: int = Field(default=16, ge=1)
-    timeout_s: float = Field(default=60.0, gt=0)
+    # A CPU server answering one request at a time takes minutes for a queued call.
+    timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     temperature: float = Field(default=0.0, ge=0.0)
     max_tokens: int = Field(default=512, ge=1)
@@ -90,8 +100,17 @@ class LLMConfig(_Section):
     # rerun into the same --out with --force still finds it; `detect`: RUNDIR/llm_cache.sqlite
     cache_path: str | None = None
     structured_output: bool = True
-    # `run`: the facet whose summaries are clustered (default: the facet marked clustered)
+    # "auto": max_tokens, switching to max_completion_tokens if the server asks for it
+    max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
+    # `run`: the facet whose summaries are clustered (default: the facet marked clustered, else
+    # chosen from the input: why the assistant left for bail transcripts, the request otherwise)
     facet: str | None = None
+    # when the clustered facet's answers collapse (bailclio.degeneracy): cluster on the rendered
+    # "text", on "text_and_facet", or on the collapsed "facet" anyway
+    degenerate_fallback: Literal["text", "text_and_facet", "facet"] = "text"
+    # rows without an answer (failed, not applicable, rejected) above this share: every row is
+    # clustered on its text, so summaries and raw texts never share one space unannounced
+    max_missing_share: float = Field(default=0.2, ge=0.0, le=1.0)
     max_attempts: int = Field(default=2, ge=1, le=5, description="tries per invalid reply")
     conversation_chars: int = Field(default=6000, ge=200, description="transcript chars per prompt")
     # `--llm vllm`: keyword arguments for vllm.LLM(...), e.g. max_model_len, dtype, or
@@ -111,6 +130,9 @@ class FacetConfig(_Section):
     maximum: int = 5
     choices: list[str] | None = None  # choice answers
     clustered: bool = False
+    # which rows the facet is asked of: "all"; "transcripts" (an assistant turn is present);
+    # "bails" (a transcript with bail metadata or a journal)
+    applies_to: Literal["all", "transcripts", "bails"] = "all"
 
     @model_validator(mode="after")
     def _check(self) -> FacetConfig:
@@ -124,7 +146,9 @@ class FacetConfig(_Section):
 
 
 def default_facets() -> list[FacetConfig]:
-    """Facets for bail data: what was asked, why the assistant left, language, concern."""
+    """Facets for bail data: what was asked, why the assistant left, language, concern.
+
+    No question carries an example answer: a model with nothing to say copies the example."""
     return [
         FacetConfig(
             name="request",
@@ -136,11 +160,10 @@ def default_facets() -> list[FacetConfig]:
             question=(
                 "What situation led the assistant to end, or want to leave, this conversation? "
                 "When the assistant's own journal entry about leaving is given, use it. Describe "
-                "the situation in general terms in one sentence (for example: the user kept "
-                "insulting the assistant after it declined a request)."
+                "the situation in general terms in one sentence."
             ),
             prefill="The assistant left because",
-            clustered=True,
+            applies_to="bails",
         ),
         FacetConfig(
             name="language",
@@ -187,7 +210,8 @@ class Config(_Section):
         return self
 
     def cluster_facet(self) -> FacetConfig | None:
-        """The facet whose summaries are clustered when an LLM is configured."""
+        """The facet chosen to be clustered (``llm.facet``, else the facet marked clustered);
+        ``None``: chosen from the input (:func:`bailclio.facets.choose_facet`)."""
         wanted = self.llm.facet or next((f.name for f in self.facets if f.clustered), None)
         facet = next((f for f in self.facets if f.name == wanted), None)
         if facet is not None and facet.type != "text":

@@ -2,10 +2,14 @@
 
 With ``llm.backend`` set, :func:`bailclio.pipeline.run` uses one :class:`LLMStage`:
 
-1. :meth:`LLMStage.facets` asks every facet of every conversation in one structured call
+1. :meth:`LLMStage.facets` asks every facet that fits each conversation in one structured call
    (:mod:`bailclio.facets`), stores the answers as ``facet_<name>`` columns and returns the texts to
-   cluster: the clustered facet's summary, or the rendered text for a row whose call failed (those
-   rows are counted, never dropped).
+   cluster. Those are the clustered facet's summaries, unless they carry no information: when the
+   answers collapse (:mod:`bailclio.degeneracy`), or the facet fits no row, or more than
+   ``llm.max_missing_share`` of the rows have no answer, every row is clustered on its rendered
+   text (``llm.degenerate_fallback``). A few rows without an answer are clustered on their text in
+   the facet's space, and the run says so (``clustering.clustered_on = "mixed"``). The choice and
+   its reason are in ``manifest["llm"]["clustering"]``, the warnings in the printed summary.
 2. :meth:`LLMStage.names` names the leaves and their parents (:mod:`bailclio.llm_naming`).
 
 Every call goes through the back-end's SQLite cache, committed per call. Its default place is
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +69,9 @@ class LLMStage:
             self.facet: FacetConfig | None = cfg.cluster_facet()
         except ValueError as exc:
             raise UserError(f"config: {exc}") from exc
-        if self.facet is None:
-            raise UserError(
-                "config: no facet to cluster (mark one facet with clustered = true or pass --facet)"
-            )
+        self.facet_chosen_by = "config" if self.facet is not None else "input"
+        if not any(f.type == "text" for f in cfg.facets):
+            raise UserError("config: no text facet to cluster (declare one in [[facets]])")
         self.owns_backend = backend is None
         if backend is None:
             self.cache_path: Path | None = default_cache_path(cfg)
@@ -83,17 +87,29 @@ class LLMStage:
         self.model = str(getattr(backend, "model", None) or cfg.llm.model)
         self.stages: dict[str, dict[str, Any]] = {}
         self.facet_fallback_rows = 0
+        self.clustering: dict[str, Any] = {}
+        self.grounding: dict[str, Any] = {}
+        self.warnings: list[str] = []
+
+    def _warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+        _say(f"[bailclio] {msg}")
 
     # ---- stage 1 -------------------------------------------------------------------------------
     def facets(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-        from bailclio.facets import bail_context, extract_facets
+        from bailclio.degeneracy import assess
+        from bailclio.facets import applies, bail_context, choose_facet, extract_facets, row_kind
 
         cfg = self.cfg
         before = self.backend.stats()
         texts = frame["text"].to_list()
         turns = frame["conversation"].to_list() if "conversation" in frame.columns else [None] * len(texts)
-        ctx_cols = [c for c in ("model", "bail_method", "journal") if c in frame.columns]
+        ctx_cols = [c for c in ("model", "bail_method", "bail_turn", "journal") if c in frame.columns]
         records = frame.select(ctx_cols).to_dicts() if ctx_cols else [{} for _ in texts]
+        kinds = [row_kind(t, r) for t, r in zip(turns, records, strict=True)]
+        if self.facet is None:
+            self.facet = choose_facet(cfg.facets, kinds)
+        facet = self.facet
         res = extract_facets(
             self.backend,
             cfg.facets,
@@ -104,17 +120,83 @@ class LLMStage:
             max_tokens=cfg.llm.max_tokens,
             temperature=cfg.llm.temperature,
             max_attempts=cfg.llm.max_attempts,
+            kinds=kinds,
         )
         columns = []
         for f in cfg.facets:
             dtype = pl.Int64 if f.type == "integer" else pl.String
             columns.append(pl.Series(f"facet_{f.name}", res.column(f.name), dtype=dtype))
         columns.append(pl.Series("facets_error", res.errors, dtype=pl.String))
+        issues = ["; ".join(f"{k}: {v}" for k, v in i.items()) or None for i in res.issues]
+        columns.append(pl.Series("facets_issues", issues, dtype=pl.String))
         frame = frame.with_columns(columns)
-        assert self.facet is not None
-        summary = res.column(self.facet.name)
-        cluster_texts = [s if s else t for s, t in zip(summary, texts, strict=True)]
-        self.facet_fallback_rows = sum(not s for s in summary)
+
+        # Per facet: who was asked, what came back, and whether the answers still differ.
+        per_facet: dict[str, dict[str, Any]] = {}
+        for f in cfg.facets:
+            col = res.column(f.name)
+            asked = [applies(f, k) for k in kinds]
+            entry: dict[str, Any] = {
+                "applies_to": f.applies_to,
+                "asked_rows": sum(asked),
+                "not_applicable_rows": len(kinds) - sum(asked),
+                "answered_rows": sum(v is not None for v in col),
+                "rejected_rows": sum(f.name in i for i in res.issues),
+            }
+            if f.type == "text":
+                first: dict[int, str | None] = {}
+                copied: set[int] = set()
+                for row, s in enumerate(res.slots):
+                    if s >= 0 and asked[row] and s not in first:
+                        first[s] = col[row]
+                        if "copied" in res.issues[row].get(f.name, ""):
+                            copied.add(s)
+                quality = assess(list(first.values()), n_copied=len(copied))
+                entry["quality"] = quality.to_dict()
+            per_facet[f.name] = entry
+
+        summary = res.column(facet.name)
+        info = per_facet[facet.name]
+        missing = sum(not s for s in summary)
+        quality = info.get("quality", {})
+        space, reason = "facet", ""
+        if info["asked_rows"] == 0:
+            space, reason = "text", f"facet '{facet.name}' applies to none of the rows"
+        elif quality.get("degenerate") and cfg.llm.degenerate_fallback != "facet":
+            space = cfg.llm.degenerate_fallback
+            reason = f"the answers of facet '{facet.name}' collapsed: " + "; ".join(quality["reasons"])
+        elif missing and missing > cfg.llm.max_missing_share * len(texts):
+            space = "text"
+            reason = (
+                f"{missing} of {len(texts)} rows have no '{facet.name}' answer "
+                f"(above llm.max_missing_share = {cfg.llm.max_missing_share})"
+            )
+        elif missing:
+            space = "mixed"
+            reason = (
+                f"{missing} of {len(texts)} rows have no '{facet.name}' answer and are clustered on "
+                f"their rendered text, in the same space as {len(texts) - missing} facet summaries"
+            )
+        if space == "text":
+            cluster_texts = list(texts)
+        elif space == "text_and_facet":
+            cluster_texts = [f"{s}\n{t}" if s else t for s, t in zip(summary, texts, strict=True)]
+        else:
+            cluster_texts = [s if s else t for s, t in zip(summary, texts, strict=True)]
+        self.facet_fallback_rows = len(texts) if space == "text" else missing
+        self.clustering = {
+            "facet": facet.name,
+            "facet_chosen_by": self.facet_chosen_by,
+            "row_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
+            "clustered_on": space,
+            "facet_rows": len(texts) - self.facet_fallback_rows,
+            "text_rows": self.facet_fallback_rows,
+            "reason": reason or None,
+        }
+        if reason:
+            where = {"text": "their rendered text", "text_and_facet": "text plus facet", "mixed": "mixed"}
+            self._warn(f"clustering on {where.get(space, space)}: {reason}")
+
         reasons: dict[str, int] = {}
         for e in res.errors:
             if e is not None:
@@ -127,12 +209,14 @@ class LLMStage:
             "failed_rows": res.n_failed,
             "clustered_on_text": self.facet_fallback_rows,
             "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:10]),
+            **res.stats,
+            "per_facet": per_facet,
             **stats_delta(before, self.backend.stats()),
         }
         if res.n_failed:
             _say(
-                f"[bailclio] facets: {res.n_failed} of {len(texts)} rows have no facet answer "
-                f"(clustered on their text instead); reasons in manifest.json llm.stages.facets"
+                f"[bailclio] facets: {res.n_failed} of {len(texts)} rows have no facet answer; "
+                f"reasons in manifest.json llm.stages.facets"
             )
         return frame, cluster_texts
 
@@ -146,7 +230,22 @@ class LLMStage:
         parents: list[np.ndarray],
         levels: list[dict[int, dict[str, Any]]],
         fixed_leaves: dict[int, str],
+        vectors: np.ndarray | None = None,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
     ) -> NamingResult:
+        """LLM names for every node; with ``vectors`` (the embeddings of ``summaries``), ``embed``
+        (the model that made them) and ``naming.grounding`` on, each name is checked against its
+        members (:mod:`bailclio.grounding`)."""
+        grounder = None
+        if vectors is not None and embed is not None and self.cfg.naming.grounding:
+            from bailclio.grounding import Grounder
+
+            grounder = Grounder(
+                vectors,
+                embed,
+                min_margin=self.cfg.naming.grounding_min_margin,
+                siblings=self.cfg.naming.grounding_siblings,
+            )
         result = name_hierarchy(
             self.backend,
             summaries=summaries,
@@ -156,9 +255,31 @@ class LLMStage:
             fallback=[{g: meta["name"] for g, meta in lvl.items()} for lvl in levels],
             fixed_leaves=fixed_leaves,
             cfg=self.cfg,
+            grounder=grounder,
+            subject=self.subject(),
         )
         for level, st in result.stats.items():
             self.stages[f"names_{level}"] = st
+        checked = sum(st.get("grounding_checked", 0) for st in result.stats.values())
+        if grounder is not None:
+            ok = sum(
+                st.get("grounded_first", 0) + st.get("grounded_after_retry", 0)
+                for st in result.stats.values()
+            )
+            replaced = sum(st.get("replaced_ungrounded", 0) for st in result.stats.values())
+            self.grounding = {
+                "checked": checked,
+                "grounded": ok,
+                "grounded_share": round(ok / checked, 4) if checked else None,
+                "grounded_first": sum(st.get("grounded_first", 0) for st in result.stats.values()),
+                "replaced_by_keyphrases": replaced,
+                "min_margin": self.cfg.naming.grounding_min_margin,
+            }
+            if replaced:
+                self._warn(
+                    f"names: {replaced} of {checked} LLM names did not fit their members after a retry and "
+                    "were replaced by keyphrase names (name_error in taxonomy.json)"
+                )
         fallbacks = sum(st["keyphrase_fallbacks"] for st in result.stats.values())
         if fallbacks:
             _say(
@@ -187,6 +308,19 @@ class LLMStage:
             f"names); rerun with a larger budget to continue from the cache at {self.cache_path}"
         )
 
+    def subject(self) -> str:
+        """What the namer is told the items it reads are."""
+        if self.clustering.get("clustered_on") in ("facet", "mixed") and self.facet is not None:
+            return f'Each item is one conversation\'s answer to the question "{self.facet.question}"'
+        return "Each item is one conversation between a user and an AI assistant (its text)."
+
+    def taxonomy_meta(self) -> dict[str, Any]:
+        """What ``taxonomy.json`` says about the LLM stage."""
+        out: dict[str, Any] = {"clustered_on": self.clustering.get("clustered_on")}
+        if self.grounding:
+            out["grounded_share"] = self.grounding["grounded_share"]
+        return out
+
     def manifest(self) -> dict[str, Any]:
         total = {k: 0 for k in STAT_KEYS}
         for st in self.stages.values():
@@ -200,6 +334,9 @@ class LLMStage:
             "cache_path": str(self.cache_path) if self.cache_path else None,
             "facet": self.facet.name if self.facet else None,
             "facets": [f.name for f in self.cfg.facets],
+            "clustering": self.clustering,
+            "grounding": self.grounding,
+            "warnings": self.warnings,
             "budget_exhausted": self.budget_exhausted,
             "stages": self.stages,
             "total": total,

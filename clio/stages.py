@@ -19,7 +19,7 @@ components when they run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -81,6 +81,7 @@ class NodeName:
     description: str | None = None
     source: str | None = None
     error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # more for the node's record (grounding)
 
 
 @dataclass
@@ -102,6 +103,10 @@ class NamingContext:
     is_outlier: np.ndarray
     keyphrases: list[dict[int, dict[str, Any]]]
     fixed: dict[tuple[int, int], str] = field(default_factory=dict)
+    # the vectors of ``texts`` and the embedder that made them (None for precomputed vectors), so
+    # a namer can check names against members in the same space
+    vectors: np.ndarray | None = None
+    embed: Callable[[list[str]], np.ndarray] | None = None
 
 
 @dataclass

@@ -304,6 +304,8 @@ class Taxonomer:
             is_outlier=clustering.is_outlier,
             keyphrases=levels,
             fixed=fixed,
+            vectors=vectors,
+            embed=None if row_vectors is not None else (lambda t: self.embedder.embed(t, progress=False)[0]),
         )
         namer = self._namer(stage)
         naming = timer.stage(
@@ -328,8 +330,12 @@ class Taxonomer:
                 named = naming.levels[level][g]
                 if named.source is not None:
                     extra["name_source"] = named.source
+                if named.source == "llm":  # the keyphrase words stay on record beside the name
+                    extra["keyphrase_name"] = meta["name"]
+                    extra["keyphrase_description"] = meta["describe"](size)
                 if named.error:
                     extra["name_error"] = named.error
+                extra.update(named.extra)
                 parent = None if level == 0 else node_id(level - 1, int(hier.parents[level - 1][g]), depth)
                 nodes.append(
                     Node(

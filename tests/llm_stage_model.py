@@ -190,22 +190,25 @@ def facet_answer(conversation: str) -> dict[str, Any]:
     }
 
 
-def leaf_name(theme: str) -> dict[str, str]:
+def leaf_name(theme: str, members: list[str] | None = None) -> dict[str, str]:
+    """A name from the theme; the description quotes the first member of that theme, as a model
+    describing what it read would."""
+    example = next((m for m in members or [] if theme_of_text(m) == theme), "")
     return {
         "name": f"Handle {theme} requests",
-        "description": f"Conversations about {theme}. They differ from the nearby ones.",
+        "description": f"Conversations about {theme}, such as: {example}. They differ from the nearby ones.",
     }
 
 
 def parent_name(children: list[str]) -> dict[str, str]:
-    joined = " ".join(children)
+    joined = " ".join(c.split(": ", 1)[0] for c in children)  # the children's names
     words = sorted(
         set(re.findall(r"Handle (\w+) requests", joined)) | set(re.findall(r"Cover (\w+)", joined))
     )
     label = " and ".join(words[:3]) or "mixed"
     return {
         "name": f"Cover {label}"[:80],
-        "description": f"Groups {len(children)} kinds of requests. They share a theme.",
+        "description": f"Groups {len(children)} kinds of requests: {'; '.join(children)}"[:380] + ".",
     }
 
 
@@ -215,7 +218,8 @@ def analyst(body: dict[str, Any]) -> Reply | str:
     if kind == "facets":
         return json.dumps(facet_answer(conversation_of(body)))
     if kind == "leaf":
-        return json.dumps(leaf_name(majority_theme(block_items(body, "members"))))
+        members = block_items(body, "members")
+        return json.dumps(leaf_name(majority_theme(members), members))
     if kind == "parent":
         return json.dumps(parent_name(block_items(body, "children")))
     return Reply(status=500, error_message=f"unexpected prompt kind {kind}")

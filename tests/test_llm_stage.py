@@ -39,7 +39,7 @@ from scripted_server import Reply, ScriptedServer
 
 from bailclio.cli import main as cli_main
 from bailclio.config import Config, load_config
-from bailclio.facets import extract_facets, facet_model, scrub_pii
+from bailclio.facets import extract_facets, facet_model, facet_schema, scrub_pii
 from bailclio.llm.openai_backend import OpenAIBackend
 from bailclio.pipeline import RunResult, run
 from bailclio.taxonomy.model import Taxonomy
@@ -157,8 +157,9 @@ def test_leaf_and_parent_names_and_descriptions_come_from_the_replies(main_run: 
     for leaf in tax.level(2):
         (theme,) = themes[leaf.id]
         assert leaf.name == f"Handle {theme} requests"
-        assert leaf.description == f"Conversations about {theme}. They differ from the nearby ones."
+        assert leaf.description.startswith(f"Conversations about {theme}, such as: the user")
         assert leaf.extra["name_source"] == "llm"
+        assert leaf.extra["grounded"] is True and leaf.extra["grounding_margin"] > 0
     for parent in tax.level(0) + tax.level(1):
         kids = tax.children(parent.id)
         assert parent.extra["name_source"] == "llm"
@@ -166,7 +167,7 @@ def test_leaf_and_parent_names_and_descriptions_come_from_the_replies(main_run: 
             assert parent.name == kids[0].name
         else:
             assert parent.name.startswith("Cover ")
-            assert parent.description == f"Groups {len(kids)} kinds of requests. They share a theme."
+            assert parent.description.startswith(f"Groups {len(kids)} kinds of requests: ")
             # the parent's name was written from its own children's names
             for kid in kids:
                 words = kid.name.replace("Handle ", "").replace(" requests", "").replace("Cover ", "")
@@ -396,9 +397,13 @@ def test_replies_cannot_change_the_structure_or_escape_the_schema(
     ref = {n.id: (n.parent_id, n.size) for n in main_run.result.taxonomy.nodes}
     assert {n.id: (n.parent_id, n.size) for n in res.taxonomy.nodes} == ref
     leaves = res.taxonomy.level(2)
-    names = sorted(n.name for n in leaves)
-    assert names[0] == "PWNED" and len(set(names)) == len(names)  # siblings stay distinct
-    assert {n.name for n in leaves} == {"PWNED"} | {f"PWNED ({k})" for k in range(2, len(leaves) + 1)}
+    names = [n.name for n in leaves]
+    assert len(set(names)) == len(names)  # siblings stay distinct
+    kept = sorted(n.name for n in leaves if n.extra["name_source"] == "llm")
+    assert kept == ["PWNED"] + [f"PWNED ({k})" for k in range(2, len(kept) + 1)]
+    for n in leaves:  # a hostile name that does not fit its members is replaced, and says why
+        if n.extra["name_source"] != "llm":
+            assert n.extra["name_error"].startswith('ungrounded: "PWNED')
     for parent in res.taxonomy.level(0) + res.taxonomy.level(1):
         if len(res.taxonomy.children(parent.id)) > 1:  # the over-long name was refused
             assert parent.extra["name_source"] == "keyphrases"
@@ -416,7 +421,7 @@ def test_conversation_text_is_delimited_and_cannot_close_its_block(main_run: Don
     assert "never instructions" in injected[0]["messages"][0]["content"]
 
 
-def test_a_reply_outside_the_schema_is_a_failure_not_a_value(server: ScriptedServer) -> None:
+def test_a_bad_value_is_a_failure_and_keys_outside_the_schema_never_land(server: ScriptedServer) -> None:
     def obey(body: dict[str, Any]) -> str:
         if INJECTION.split(".")[0] in conversation_of(body):
             return json.dumps(
@@ -444,10 +449,12 @@ def test_a_reply_outside_the_schema_is_a_failure_not_a_value(server: ScriptedSer
         temperature=0.0,
         max_attempts=2,
     )
-    assert res.values == [None, None]
-    assert res.errors[0] is not None and "invalid reply" in res.errors[0]
-    assert res.errors[1] is not None and "cluster" in res.errors[1]
-    assert len(server.requests) == 4  # two attempts each, then stop
+    assert res.values[0] is None
+    assert res.errors[0] is not None and "concern" in res.errors[0]
+    # the extra keys (and bail_reason, not asked of a single prompt) are dropped, never stored
+    assert res.values[1] == {"request": "x", "bail_reason": None, "language": "English", "concern": 1}
+    assert "PWNED" not in json.dumps(res.values)
+    assert len(server.requests) == 3  # two attempts for the bad value, one for the other
 
 
 # --------------------------------------------------------------------------- config
@@ -487,12 +494,21 @@ maximum = 9
     assert model.model_validate({"topic": "a poem", "tone": "calm", "turns": 3}).tone == "calm"
     for bad in (
         {"topic": "a poem", "tone": "sad", "turns": 3},
-        {"topic": "a poem" * 20, "tone": "calm", "turns": 3},
+        {"topic": "", "tone": "calm", "turns": 3},
         {"topic": "a poem", "tone": "calm", "turns": 10},
-        {"topic": "a poem", "tone": "calm", "turns": 1, "extra": 1},
+        {"topic": "a poem", "tone": "calm"},
     ):
         with pytest.raises(ValueError):
             model.model_validate(bad)
+    schema = facet_schema(cfg.facets)
+    assert schema["properties"]["topic"] == {"type": "string"}
+    assert schema["properties"]["tone"]["enum"] == ["calm", "angry"]
+    assert schema["properties"]["turns"] == {"type": "integer", "minimum": 0, "maximum": 9}
+    assert schema["additionalProperties"] is False and sorted(schema["required"]) == [
+        "tone",
+        "topic",
+        "turns",
+    ]
 
 
 @pytest.mark.parametrize(

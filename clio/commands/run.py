@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--model", help="model name on the server, or a local folder for --llm vllm")
     g.add_argument("--max-concurrency", type=int, help="LLM requests in flight (default 16)")
-    g.add_argument("--facet", help="facet whose summaries are clustered (default bail_reason)")
+    g.add_argument("--facet", help="facet whose summaries are clustered (default: from the input)")
     g.add_argument("--max-calls", type=int, help="stop making LLM calls after N (budget)")
     g.add_argument("--llm-cache", help="LLM cache file (default ~/.cache/bailclio/llm/...)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
@@ -60,6 +60,17 @@ def config_from_args(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
+def _clustered_on(llm: dict) -> str:
+    space = (llm.get("clustering") or {}).get("clustered_on", "facet")
+    if space == "facet":
+        return f"clustered on facet '{llm['facet']}'"
+    if space == "mixed":
+        return f"clustered on facet '{llm['facet']}' and, where it is missing, the text"
+    if space == "text_and_facet":
+        return f"clustered on the text plus facet '{llm['facet']}'"
+    return "clustered on the rendered text"
+
+
 def main(args: argparse.Namespace) -> int:
     from bailclio.pipeline import run
     from bailclio.rundir import load_run
@@ -78,8 +89,10 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"LLM {llm['model']}: {t['calls']} calls, {t['cache_hits']} cache hits, "
             f"{t['failures']} failures, {t['prompt_tokens']} prompt + {t['completion_tokens']} "
-            f"completion tokens; clustered on facet '{llm['facet']}'"
+            f"completion tokens; {_clustered_on(llm)}"
             + (" (budget reached)" if llm["budget_exhausted"] else ""),
             file=sys.stdout,
         )
+        for warning in llm.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stdout)
     return 0

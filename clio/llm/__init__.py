@@ -60,6 +60,7 @@ def _openai(cfg: LLMConfig, path: str | Path | None, *, progress: bool = True) -
         max_total_tokens=cfg.max_total_tokens,
         cache=path,
         structured_output=cfg.structured_output,
+        max_tokens_param=cfg.max_tokens_param,
         default_max_tokens=cfg.max_tokens,
         default_temperature=cfg.temperature,
         progress=progress,

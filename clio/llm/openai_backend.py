@@ -102,12 +102,13 @@ class OpenAIBackend(BackendStats):
         api_key: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         max_concurrency: int = 16,
-        timeout_s: float = 60.0,
+        timeout_s: float = 600.0,
         max_retries: int = 5,
         max_calls: int | None = None,
         max_total_tokens: int | None = None,
         cache: LLMCache | str | Path | None = None,
         structured_output: bool = True,
+        max_tokens_param: str = "auto",
         default_max_tokens: int = 512,
         default_temperature: float = 0.0,
         backoff_base_s: float = 0.5,
@@ -125,6 +126,9 @@ class OpenAIBackend(BackendStats):
         self.max_total_tokens = max_total_tokens
         self.cache = LLMCache(cache) if isinstance(cache, str | Path) else cache
         self.json_mode = "json_schema" if structured_output else "prompt"
+        # "auto" sends max_tokens and switches to max_completion_tokens when a server asks for it
+        self.max_tokens_param = "max_tokens" if max_tokens_param == "auto" else max_tokens_param
+        self._slots_checked = False
         self.default_max_tokens = default_max_tokens
         self.default_temperature = default_temperature
         self.backoff_base_s = backoff_base_s
@@ -138,6 +142,8 @@ class OpenAIBackend(BackendStats):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out["json_mode"] = self.json_mode
+        out["max_tokens_param"] = self.max_tokens_param
+        out["max_concurrency"] = self.max_concurrency
         return out
 
     def close(self) -> None:
@@ -251,11 +257,11 @@ class OpenAIBackend(BackendStats):
             delay = max(delay, min(retry_after, self.retry_after_max_s))
         return delay
 
-    def _kwargs(self, req: ChatRequest, json_mode: str) -> dict[str, Any]:
+    def _kwargs(self, req: ChatRequest, json_mode: str, tokens_param: str | None = None) -> dict[str, Any]:
         messages = [dict(m) for m in req.messages]
         kw: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": req.max_tokens,
+            tokens_param or self.max_tokens_param: req.max_tokens,
             "temperature": req.temperature,
         }
         if req.n != 1:
@@ -296,12 +302,18 @@ class OpenAIBackend(BackendStats):
             if not self._budget_left():
                 return ChatResult(error="budget")
             json_mode = self.json_mode
+            tokens_param = self.max_tokens_param
             self._stats["calls"] += 1
             retry_after: float | None = None
             try:
-                resp = await client.chat.completions.create(**self._kwargs(req, json_mode))
+                resp = await client.chat.completions.create(**self._kwargs(req, json_mode, tokens_param))
                 result = self._parse(resp)
             except openai.BadRequestError as exc:
+                other = _other_tokens_param(exc, tokens_param)
+                if other is not None:  # e.g. "use max_completion_tokens instead": switch and resend
+                    if self.max_tokens_param == tokens_param:
+                        self.max_tokens_param = other
+                    continue
                 if req.json_schema is not None and json_mode != "prompt":
                     # The server cannot do this structured-output mode: step down and resend.
                     if self.json_mode == json_mode:
@@ -362,6 +374,15 @@ class OpenAIBackend(BackendStats):
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             prompt_logprobs=_prompt_logprobs(getattr(resp, "model_extra", None) or {}),
         )
+
+
+def _other_tokens_param(exc: Exception, current: str) -> str | None:
+    """The other name of the token limit when a 400 says the one sent is not supported."""
+    text = _short(exc, 1000).lower()
+    other = "max_completion_tokens" if current == "max_tokens" else "max_tokens"
+    if current in text and other in text:
+        return other
+    return None
 
 
 def _merge_alternatives(top: list[Any]) -> dict[str, float]:

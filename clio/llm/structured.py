@@ -77,13 +77,15 @@ def generate_structured(
     *,
     retry_temperature: float | None = 0.7,
     desc: str = "llm",
+    attempts_out: list[int] | None = None,
 ) -> list[tuple[M | None, str | None]]:
     """One ``(parsed, None)`` or ``(None, error)`` per request, in order.
 
     ``pydantic_model`` is one reply model for every request, or one per request (e.g. when each
     request offers its own choices). Requests without ``json_schema`` get their model's schema.
     Back-end failures (HTTP errors after the back-end's own retries, ``"budget"``) are not retried
-    here; only invalid replies are.
+    here; only invalid replies are. ``attempts_out``, when given, receives the number of attempts
+    each request used.
     """
     models = (
         list(pydantic_model) if isinstance(pydantic_model, Sequence) else [pydantic_model] * len(requests)
@@ -103,9 +105,16 @@ def generate_structured(
     out: list[tuple[M | None, str | None]] = [(None, "not run")] * len(base)
     pending = list(range(len(base)))
     attempts = max(1, max_attempts)
+    used = [0] * len(base)
+    if attempts_out is not None:
+        attempts_out[:] = used
     for attempt in range(attempts):
         if not pending:
             break
+        for i in pending:
+            used[i] = attempt + 1
+        if attempts_out is not None:
+            attempts_out[:] = used
         if attempt > 0 and backend.budget_exhausted:
             for i in pending:
                 out[i] = (None, f"{out[i][1]}; not retried: budget")
@@ -123,6 +132,17 @@ def generate_structured(
     for i in pending:
         out[i] = (None, f"{out[i][1]} after {attempts} attempts")
     return out
+
+
+def with_feedback(req: ChatRequest, reply: str, problem: str) -> ChatRequest:
+    """``req`` continued: the model's previous ``reply``, then a user turn stating ``problem``, so
+    a retry is asked with the failure said (and has a cache key of its own)."""
+    messages = [
+        *req.messages,
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": problem},
+    ]
+    return replace(req, messages=messages)
 
 
 def _attempt_request(req: ChatRequest, attempt: int, retry_temperature: float | None) -> ChatRequest:
