@@ -50,6 +50,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "llm",
         (
             "bailclio.llm*",
+            "bailclio.answers",
+            "bailclio.degeneracy",
+            "bailclio.grounding",
             "bailclio.facets",
             "bailclio.llm_naming",
             "bailclio.llm_stage",
