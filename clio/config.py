@@ -183,6 +183,20 @@ def default_facets() -> list[FacetConfig]:
     ]
 
 
+class ScaleConfig(_Section):
+    """Fitting on a sample and placing the rest (:mod:`bailclio.scale`)."""
+
+    # An input with more rows than this is fitted on a sample of this many and the rest placed;
+    # 0 turns sampling off.
+    fit_sample: int = Field(default=20000, ge=0)
+    stratify: str | None = None  # column whose values the sample keeps in proportion (e.g. model)
+    chunk_rows: int = Field(default=10000, ge=1, description="rows placed per chunk")
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # default: RAY_ADDRESS, else a local Ray instance
+    ray_actors: int = Field(default=0, ge=0, description="embedding actors (0: one per CPU, or GPU)")
+    ray_batch_rows: int = Field(default=1024, ge=1)
+
+
 class Config(_Section):
     seed: int = 42
     input: InputConfig = InputConfig()
@@ -193,6 +207,7 @@ class Config(_Section):
     naming: NamingConfig = NamingConfig()
     llm: LLMConfig = LLMConfig()
     facets: list[FacetConfig] = Field(default_factory=default_facets)
+    scale: ScaleConfig = ScaleConfig()
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form sections of later stages")
 
     @model_validator(mode="after")

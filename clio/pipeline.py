@@ -62,7 +62,14 @@ def run(
 ) -> RunResult:
     """Build the taxonomy of ``input_path`` into the run directory ``out`` (refused when ``out``
     holds anything but a run, replaced with ``force``). ``taxonomer`` (configured with ``cfg``)
-    supplies other stages than the defaults."""
+    supplies other stages than the defaults. Above ``[scale] fit_sample`` rows the taxonomy is
+    fitted on a sample and the other rows are placed in it (:mod:`bailclio.scale`)."""
+    if taxonomer is None:
+        from bailclio.scale import run_sampled, sampling_plan
+
+        plan = sampling_plan(input_path, cfg)
+        if plan is not None:
+            return run_sampled(input_path, out, cfg, plan, force=force, progress=progress)
     started = datetime.now(UTC)
     t_all = time.perf_counter()
     tx = taxonomer or Taxonomer(cfg, progress=progress)

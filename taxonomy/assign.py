@@ -86,6 +86,9 @@ class Placement:
     # [rows, leaves]: the kNN similarity vote and the cosine similarity to each leaf centroid
     votes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     centroid_sim: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # [rows, k]: the k nearest run rows (indices into the reference) and their cosine similarity
+    neighbours: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    similarity: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -114,7 +117,11 @@ def run_embedding_config(run: Run, model_override: str | None = None) -> Embeddi
 
 def reference(run: Run, vectors: np.ndarray | None = None) -> Reference:
     """The run's vectors (``vectors``, else its embeddings file), centred as the run did, and
-    its leaves indexed."""
+    its leaves indexed.
+
+    A run fitted on a sample (:mod:`bailclio.scale`, an assignments column ``fitted``) is
+    referenced by its fitted rows only: the rows its taxonomy was built on, which are also the
+    rows its other rows were placed against."""
     from bailclio import rundir
     from bailclio.embeddings.encoder import model_key
 
@@ -123,6 +130,10 @@ def reference(run: Run, vectors: np.ndarray | None = None) -> Reference:
         raise UserError(
             f"{run.path}: {X.shape[0]} vectors for {run.assignments.height} conversations; the run is damaged"
         )
+    assignments = run.assignments
+    if "fitted" in assignments.columns:
+        keep = assignments["fitted"].fill_null(True).to_numpy()
+        X, assignments = X[keep], assignments.filter(pl.Series(keep))
     center = bool(run.manifest.get("config", {}).get("reduce", {}).get("center", True))
     mean = None
     if center and X.shape[0] > 1:
@@ -131,7 +142,7 @@ def reference(run: Run, vectors: np.ndarray | None = None) -> Reference:
         vectors = _normalise(X - mean)
     else:
         vectors = _normalise(X)
-    leaf_ids = run.assignments["leaf_id"].to_list()
+    leaf_ids = assignments["leaf_id"].to_list()
     leaves = sorted(set(leaf_ids))
     pos = {lf: i for i, lf in enumerate(leaves)}
     leaf_index = np.array([pos[lf] for lf in leaf_ids], dtype=np.int64)
@@ -145,10 +156,8 @@ def reference(run: Run, vectors: np.ndarray | None = None) -> Reference:
         leaf_ids=leaf_ids,
         leaf_index=leaf_index,
         leaves=leaves,
-        is_outlier=np.asarray(run.assignments["is_outlier"].to_list(), dtype=bool),
-        xy=np.column_stack([run.assignments["x"].to_numpy(), run.assignments["y"].to_numpy()]).astype(
-            np.float32
-        ),
+        is_outlier=np.asarray(assignments["is_outlier"].to_list(), dtype=bool),
+        xy=np.column_stack([assignments["x"].to_numpy(), assignments["y"].to_numpy()]).astype(np.float32),
         model_key=run.manifest.get("embedding", {}).get("model_key") or model_key(cfg),
         centroids=_normalise(centroids),
     )
@@ -220,11 +229,14 @@ def place(
     method: str = "knn",
     k: int = DEFAULT_K,
     quantile: float = DEFAULT_QUANTILE,
+    threshold: float | None = None,
 ) -> Placement:
-    """Place new vectors ``Q`` (already in the run's space, see :func:`transform`)."""
+    """Place new vectors ``Q`` (already in the run's space, see :func:`transform`); a given
+    ``threshold`` (from :func:`calibrate`) saves calibrating again for every batch."""
     if method not in METHODS:
         raise UserError(f"unknown placement method '{method}' (use {', '.join(METHODS)})")
-    threshold = calibrate(ref, method, k, quantile)
+    if threshold is None:
+        threshold = calibrate(ref, method, k, quantile)
     n = Q.shape[0]
     idx, sim = _topk(Q, ref.vectors, k)
     w = np.clip(sim, 1e-6, None)
@@ -261,6 +273,8 @@ def place(
         neighbour_outlier=outlier_vote > 0.5,
         votes=votes,
         centroid_sim=csim,
+        neighbours=idx,
+        similarity=sim,
     )
 
 

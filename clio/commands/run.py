@@ -7,6 +7,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import polars as pl
+
 from bailclio.config import load_config
 from bailclio.errors import UserError
 
@@ -35,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--facet", help="facet whose summaries are clustered (default: from the input)")
     g.add_argument("--max-calls", type=int, help="stop making LLM calls after N (budget)")
     g.add_argument("--llm-cache", help="LLM cache file (default ~/.cache/bailclio/llm/...)")
+    s = p.add_argument_group("scale (fit on a sample, place the rest; see README: Scaling)")
+    s.add_argument("--sample", type=int, help="fit on N rows when the input has more (default 20000; 0: all)")
+    s.add_argument("--stratify", help="column whose values keep their share in the sample, e.g. model")
+    s.add_argument("--chunk-rows", type=int, help="rows placed per chunk (default 10000)")
+    s.add_argument("--engine", choices=("local", "ray"), help="where rows are embedded and placed")
+    s.add_argument("--ray-address", help="Ray cluster (ray://host:10001; default RAY_ADDRESS, else local)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
@@ -56,6 +64,11 @@ def config_from_args(args: argparse.Namespace):
         "llm.facet": args.facet,
         "llm.max_calls": args.max_calls,
         "llm.cache_path": args.llm_cache,
+        "scale.fit_sample": args.sample,
+        "scale.stratify": args.stratify,
+        "scale.chunk_rows": args.chunk_rows,
+        "scale.engine": args.engine,
+        "scale.ray_address": args.ray_address,
     }
     return load_config(args.config, overrides)
 
@@ -73,7 +86,7 @@ def _clustered_on(llm: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from bailclio.pipeline import run
-    from bailclio.rundir import load_run
+    from bailclio.rundir import Run
     from bailclio.tree import print_summary, print_tree
 
     cfg = config_from_args(args)
@@ -81,7 +94,9 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--limit must be at least 1")
     out = args.out or f"runs/{Path(args.input).stem}-{datetime.now():%Y%m%d-%H%M%S}"
     result = run(args.input, out, cfg, force=args.force, progress=not args.quiet)
-    print_tree(load_run(result.path), depth=2, file=sys.stdout)
+    # the tree needs the taxonomy and the row count, not the conversations' texts
+    run = Run(result.path, result.manifest, pl.DataFrame(), result.assignments, result.taxonomy)
+    print_tree(run, depth=2, file=sys.stdout)
     print_summary(result.manifest, result.path, file=sys.stdout)
     llm = result.manifest.get("llm")
     if llm:
