@@ -77,6 +77,8 @@ def cluster_points(space: np.ndarray, cfg: ClusterConfig) -> Clustering:
     """Run HDBSCAN on ``space`` and return leaf labels (see module docstring)."""
     import hdbscan
 
+    from bailclio import gpu
+
     n = space.shape[0]
     mcs = cfg.min_cluster_size or default_min_cluster_size(n)
     params = {
@@ -89,14 +91,20 @@ def cluster_points(space: np.ndarray, cfg: ClusterConfig) -> Clustering:
         probs = np.ones(n)
         params["note"] = f"{n} points is too few for min_cluster_size={mcs}: one leaf"
     else:
-        model = hdbscan.HDBSCAN(
-            min_cluster_size=min(mcs, n),
-            min_samples=cfg.min_samples,
-            cluster_selection_method=cfg.selection_method,
-            core_dist_n_jobs=1,
-        ).fit(space)
-        raw = model.labels_.astype(np.int64)
-        probs = model.probabilities_
+        if gpu.use_cuml(cfg.backend):  # RAPIDS cuML on a visible GPU (bailclio.gpu)
+            model = gpu.hdbscan(
+                space, min_cluster_size=min(mcs, n), min_samples=cfg.min_samples, method=cfg.selection_method
+            )
+            params["backend"] = "cuml"
+        else:
+            model = hdbscan.HDBSCAN(
+                min_cluster_size=min(mcs, n),
+                min_samples=cfg.min_samples,
+                cluster_selection_method=cfg.selection_method,
+                core_dist_n_jobs=1,
+            ).fit(space)
+        raw = np.asarray(model.labels_).astype(np.int64)
+        probs = np.asarray(model.probabilities_)
         if raw.max() < 0:  # everything is noise: one leaf, every point an outlier
             params["note"] = "HDBSCAN found no cluster: one leaf"
             probs = np.zeros(n)

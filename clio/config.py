@@ -37,6 +37,9 @@ class EmbeddingConfig(_Section):
     device: str = "auto"
     cache_dir: str | None = None  # default: ~/.cache/bailclio/embeddings
     normalize: bool = True
+    # torch (sentence-transformers) or an exported model on ONNX Runtime / OpenVINO, CPU only
+    # (bailclio.embeddings.onnx_backend; measured in bench/embed_backends.py)
+    backend: Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"] = "torch"
 
 
 class ReduceConfig(_Section):
@@ -46,6 +49,7 @@ class ReduceConfig(_Section):
     min_dist: float = Field(default=0.0, ge=0.0)
     metric: str = "cosine"
     map_min_dist: float = Field(default=0.1, ge=0.0)
+    backend: Literal["auto", "cpu", "cuml"] = "auto"  # auto: cuML when installed and a GPU is visible
 
 
 class ClusterConfig(_Section):
@@ -54,6 +58,7 @@ class ClusterConfig(_Section):
     selection_method: Literal["eom", "leaf"] = "eom"
     outlier_neighbors: int = Field(default=10, ge=1)
     attach_outliers: bool = True
+    backend: Literal["auto", "cpu", "cuml"] = "auto"  # auto: cuML when installed and a GPU is visible
 
 
 class HierarchyConfig(_Section):

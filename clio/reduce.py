@@ -89,6 +89,18 @@ def reduce_vectors(
         info["note"] = "fewer than 4 distinct texts: trivial layout"
         return space, xy, info
     k = min(cfg.n_neighbors or default_n_neighbors(n), n - 1)
+    n_comp = int(min(cfg.n_components, max(2, n - 2)))
+    from bailclio import gpu
+
+    if gpu.use_cuml(cfg.backend):  # RAPIDS cuML on a visible GPU (bailclio.gpu)
+        t0 = time.perf_counter()
+        space = gpu.umap(X, n_components=n_comp, n_neighbors=k, min_dist=cfg.min_dist, seed=seed)
+        info["space_s"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        xy = gpu.umap(X, n_components=2, n_neighbors=k, min_dist=cfg.map_min_dist, seed=seed)
+        info["map_s"] = round(time.perf_counter() - t0, 3)
+        info.update(n_neighbors=k, n_components=n_comp, backend="cuml")
+        return space, xy, info
     t0 = time.perf_counter()
     if cfg.metric == "cosine" and n <= EXACT_KNN_MAX:
         knn_idx, knn_dist = exact_cosine_knn(X, k)
@@ -107,7 +119,6 @@ def reduce_vectors(
             verbose=False,
         )
     info["knn_s"] = round(time.perf_counter() - t0, 3)
-    n_comp = int(min(cfg.n_components, max(2, n - 2)))
     common = dict(
         n_neighbors=k,
         metric=cfg.metric,

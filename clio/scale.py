@@ -332,7 +332,7 @@ def _write_run(out_dir: Path, work: Path, fit: _Fit, state: Any, n_rows: int) ->
     )
     scalars = []
     seen = np.zeros(n_rows, dtype=np.int32)
-    for p in sorted((work / "placed").glob("*.parquet")):
+    for p in sorted((work / "placed").rglob("*.parquet")):
         table = pq.read_table(p)
         if table.num_rows == 0:
             continue

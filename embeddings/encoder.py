@@ -68,9 +68,16 @@ def resolve_device(device: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_model(name: str, device: str = "auto") -> Any:
-    """Load (once per process) a SentenceTransformer for ``name`` on ``device``."""
+def load_model(name: str, device: str = "auto", backend: str = "torch") -> Any:
+    """Load (once per process) a SentenceTransformer for ``name`` on ``device``; another
+    ``backend`` gives an :class:`~bailclio.embeddings.onnx_backend.OnnxEncoder` of the same model."""
     target, _ = resolve_model(name)
+    if backend != "torch":
+        from bailclio.embeddings.onnx_backend import OnnxEncoder
+
+        if not Path(target).is_dir():
+            raise UserError(f"embedding back-end '{backend}' needs a local model folder, got '{name}'")
+        return OnnxEncoder(target, backend, cache_root())
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -84,7 +91,9 @@ def load_model(name: str, device: str = "auto") -> Any:
 
 def model_key(cfg: EmbeddingConfig) -> str:
     _, key = resolve_model(cfg.model)
-    return f"{key}|norm={int(cfg.normalize)}"
+    # another back-end's vectors differ in the last digits: they are cached apart
+    suffix = "" if cfg.backend == "torch" else f"|backend={cfg.backend}"
+    return f"{key}|norm={int(cfg.normalize)}{suffix}"
 
 
 def embed_texts(
@@ -106,7 +115,7 @@ def embed_texts(
         dim = next(iter(hits.values())).shape[0] if hits else None
         computed = None
         if missing:
-            model = load_model(cfg.model, cfg.device)
+            model = load_model(cfg.model, cfg.device, cfg.backend)
             todo = [texts[i] for i in missing]
             computed = model.encode(
                 todo,

@@ -227,3 +227,95 @@ def test_streamed_chunks_match_read_input(tmp_path, suffix):
         "rejected": len(whole.rejects),
     }
     assert [c.first_row for c in chunks] == list(np.cumsum([0] + [c.frame.height for c in chunks])[:-1])
+
+
+# --------------------------------------------------------------------------- the Ray engine
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray instance with 2 CPUs for the session."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    import os
+    import sys
+
+    from bailclio.scale_ray import PASSED_ENV
+
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # for the crashing actor below
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_the_ray_engine_gives_the_local_engines_run(local_ray, sampled_runs, clinc_input, tmp_path):
+    from bailclio.pipeline import run
+
+    cfg = _sampled_cfg(350)
+    cfg.scale.engine = "ray"
+    cfg.scale.ray_batch_rows = 300
+    result = run(clinc_input, tmp_path / "ray-run", cfg, force=True, progress=False)
+    assert result.manifest["scale"]["engine"] == "ray"
+    a, b = load_run(sampled_runs["small"]), load_run(result.path)
+    cols = ["conversation_id", "leaf_id", "top_id", "path", "is_outlier", "fitted"]
+    assert a.assignments.select(cols).equals(b.assignments.select(cols))
+    np.testing.assert_array_equal(np.load(a.file("embeddings.npy")), np.load(b.file("embeddings.npy")))
+    assert a.manifest["counts"] == b.manifest["counts"]
+
+
+class CrashingOnce:
+    """A RayPlacer whose process is killed (SIGKILL) in its second batch, once per ``marker`` file."""
+
+    marker = ""
+
+    def __init__(self, state):
+        from bailclio.scale_ray import RayPlacer
+
+        self.inner = RayPlacer(state)
+        self.calls = 0
+
+    def __call__(self, batch):
+        import os
+        import signal
+
+        self.calls += 1
+        marker = Path(self.marker)
+        if self.calls == 2 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(batch)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_retried_with_nothing_lost_or_duplicated(local_ray, sampled_runs, tmp_path):
+    import pyarrow.parquet as pq
+
+    from bailclio.placer import placer_state
+    from bailclio.scale_ray import place_with_ray
+
+    run = load_run(sampled_runs["small"])
+    placed = run.assignments.with_row_index("row").filter(~pl.col("fitted"))
+    texts = run.conversations["text"].to_list()
+    todo = tmp_path / "todo"
+    todo.mkdir()
+    for i, part in enumerate(placed.iter_slices(500)):
+        pl.DataFrame(
+            {"row": part["row"].cast(pl.Int64), "text": [texts[r] for r in part["row"]]}
+        ).write_parquet(todo / f"{i:03d}.parquet")
+    cfg = _sampled_cfg(350)
+    cfg.scale.ray_batch_rows = 200
+    marker = tmp_path / "killed.pid"
+    actor_cls = type("CrashingOncePlacer", (CrashingOnce,), {"marker": str(marker)})
+    place_with_ray(todo, tmp_path / "out", placer_state(run.path), cfg, progress=False, actor_cls=actor_cls)
+    assert marker.exists()  # a worker really was killed mid-run
+    out = pl.concat(
+        [
+            pl.from_arrow(pq.read_table(p).drop_columns(["vector", "space"]))
+            for p in (tmp_path / "out").rglob("*.parquet")
+        ]
+    )
+    assert sorted(out["row"].to_list()) == sorted(placed["row"].to_list())  # each row once
+    leaves = sorted(set(run.assignments.filter(pl.col("fitted"))["leaf_id"].to_list()))
+    got = dict(zip(out["row"].to_list(), [leaves[i] for i in out["leaf"].to_list()], strict=True))
+    assert [got[r] for r in placed["row"].to_list()] == placed["leaf_id"].to_list()
