@@ -26,8 +26,8 @@ on all rows.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,8 +48,11 @@ WORK = ".scale-work"  # inside the run directory while it is being built; remove
 WRITE_ROWS = 100_000
 
 
+log = logging.getLogger("bailclio")
+
+
 def _log(msg: str) -> None:
-    print(f"[bailclio] {msg}", file=sys.stderr, flush=True)
+    log.info(f"[bailclio] {msg}")
 
 
 @dataclass
