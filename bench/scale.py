@@ -1,37 +1,55 @@
-"""How `bailclio run` time grows with N: 1.6k, 10k and 50k rows.
+"""How `bailclio run` grows with N, full and sampled, to 200k rows: times, memory, quality.
 
-    python bench/scale.py [--sizes 1630 10000 50000] [--repeats 1]
+    python bench/scale.py [--sizes 10000 50000 200000] [--cold-sizes ...] [--full-sizes 10000 50000]
+                          [--ami-size 50000] [--ray-sizes 200000] [--fit-sample 20000]
 
-Larger inputs are BailBench and WildChat-1880 texts repeated with small perturbations (a word
-dropped, two words swapped, a short suffix), so every row is a distinct text that must be
-embedded. Each size runs `bailclio run` as a fresh process twice: cold (empty embedding cache)
-and warm (embeddings cached). Prints whole-process wall time, the per-stage timings from the
-manifest, peak memory, and the growth ratio against the smallest size run in the same command.
+Rows are the texts of CLINC150, Banking77 and BailBench (data/ or ../shared/data) repeated with
+small perturbations (a word dropped, two words swapped, a short suffix), so every row is a distinct
+text that must be embedded; each row keeps its source's finest label (intent, category,
+subcategory) as truth. Every run is a fresh `bailclio run` process:
+
+* cold: sampled run (fit on ``--fit-sample`` rows, the rest placed) with an empty embedding cache;
+* warm: the same run again, vectors cached;
+* full: a warm run with sampling off (every row through UMAP and HDBSCAN), at ``--full-sizes``;
+* ray: the warm sampled run with ``--engine ray`` on a local Ray instance, at ``--ray-sizes``.
+
+Printed: whole-process wall time and peak RSS (the driver process's; Ray workers are separate
+processes, so their memory is listed apart), per-stage times from the manifest, the growth exponent
+of each (slope of log time against log N over the sizes run), and at ``--ami-size`` the AMI of the
+sampled and the full run's leaves against the truth and against each other (same seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 SUFFIXES = ["", " please", " now", " in detail", " quickly", " for a story", " step by step", " again"]
+SOURCES = {  # file: (text column, label column)
+    "clinc150.csv": ("text", "intent"),
+    "banking77.csv": ("text", "category"),
+    "bailbench.csv": ("content", "subcategory"),
+}
 
 CHILD = r"""
 import json, resource, sys
 from bailclio.cli import main
 rc = main(sys.argv[1:-1])
-json.dump({"rc": rc, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+json.dump({"rc": rc, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "children_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024},
           open(sys.argv[-1], "w"))
 sys.exit(rc)
 """
@@ -49,25 +67,48 @@ def perturb(text: str, rng: random.Random) -> str:
     return " ".join(words) + rng.choice(SUFFIXES)
 
 
+def base_rows() -> list[tuple[str, str, str]]:
+    rows = []
+    for file, (text, label) in SOURCES.items():
+        path = next((d / file for d in (ROOT / "data", SHARED) if (d / file).exists()), None)
+        if path is None:
+            raise SystemExit(f"{file} not found in data/ or ../shared/data")
+        frame = pl.read_csv(path)
+        source = file.split(".")[0]
+        rows += [
+            (t, f"{source}:{lab}", source) for t, lab in zip(frame[text], frame[label], strict=True) if t
+        ]
+    return rows
+
+
 def make_input(n: int, path: Path, seed: int = 0) -> Path:
-    base = pl.read_csv(ROOT / "data" / "bailbench.csv")["content"].to_list()
-    base += [json.loads(line)["text"] for line in (ROOT / "data" / "wildchat_1880.jsonl").open()]
+    """The first ``n`` rows of one fixed sequence: every size is a prefix of the larger ones."""
+    base = base_rows()
     rng = random.Random(seed)
+    rng.shuffle(base)
     seen: set[str] = set()
-    texts: list[str] = []
-    for t in base[:n]:
-        seen.add(t)
-        texts.append(t)
-    while len(texts) < n:
-        t = perturb(rng.choice(base), rng)
+    rows: list[tuple[str, str, str]] = []
+    for row in base[:n]:
+        seen.add(row[0])
+        rows.append(row)
+    while len(rows) < n:
+        text, label, source = rng.choice(base)
+        t = perturb(text, rng)
         if t not in seen:
             seen.add(t)
-            texts.append(t)
-    pl.DataFrame({"text": texts}).write_parquet(path)
+            rows.append((t, label, source))
+    pl.DataFrame(
+        {
+            "id": [str(i) for i in range(n)],
+            "text": [r[0] for r in rows],
+            "label": [r[1] for r in rows],
+            "source": [r[2] for r in rows],
+        }
+    ).write_parquet(path)
     return path
 
 
-def run_once(inp: Path, out: Path, cache: Path) -> dict:
+def run_once(inp: Path, out: Path, cache: Path, extra: list[str]) -> dict:
     stats = out.with_suffix(".stats.json")
     env = dict(
         os.environ,
@@ -78,7 +119,19 @@ def run_once(inp: Path, out: Path, cache: Path) -> dict:
     )
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", CHILD, "run", str(inp), "--out", str(out), "--force", "--quiet", str(stats)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            "run",
+            str(inp),
+            "--out",
+            str(out),
+            "--force",
+            "--quiet",
+            *extra,
+            str(stats),
+        ],
         check=True,
         env=env,
         cwd=ROOT,
@@ -91,37 +144,140 @@ def run_once(inp: Path, out: Path, cache: Path) -> dict:
         **json.loads(stats.read_text()),
         "stages": manifest["timings_s"],
         "counts": manifest["counts"],
+        "scale": manifest.get("scale"),
+        "embedding": manifest.get("embedding"),
     }
+
+
+def stage_times(res: dict) -> dict[str, float]:
+    """Per-stage seconds of a run: embed / reduce / cluster of the fit, then placement."""
+    st = res["stages"]
+    fit = "fit " if any(k.startswith("fit ") for k in st) else ""
+    out = {
+        "fit embed": st.get(f"{fit}embed", 0.0),
+        "fit reduce": st.get(f"{fit}reduce", 0.0),
+        "fit cluster": st.get(f"{fit}cluster", 0.0),
+    }
+    placed = (res.get("embedding") or {}).get("placed") or {}
+    if "place" in st:
+        out["place (all)"] = st["place"]
+        out["place: embed"] = placed.get("seconds", 0.0)
+        out["place: kNN"] = placed.get("place_seconds", 0.0)
+        out["place: read+write"] = max(0.0, st["place"] - out["place: embed"] - out["place: kNN"]) + st.get(
+            "write", 0.0
+        )
+    out["total"] = st["total"]
+    return out
+
+
+def exponent(ns: list[int], ts: list[float]) -> float | None:
+    pts = [(math.log(n), math.log(t)) for n, t in zip(ns, ts, strict=True) if t > 0.05]
+    if len(pts) < 2:
+        return None
+    x, y = np.array(pts).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def leaves_vs_truth(run_dir: Path, truth: dict[str, str]) -> tuple[list[str], list[str]]:
+    a = pl.read_parquet(run_dir / "assignments.parquet", columns=["conversation_id", "leaf_id"])
+    return a["leaf_id"].to_list(), [truth[c] for c in a["conversation_id"].to_list()]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1630, 10000, 50000])
-    ap.add_argument("--repeats", type=int, default=1, help="warm reruns per size (median reported)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 50000, 200000])
+    ap.add_argument("--cold-sizes", type=int, nargs="*", help="sizes also run cold (default: all)")
+    ap.add_argument("--full-sizes", type=int, nargs="*", default=[10000, 50000])
+    ap.add_argument("--ami-size", type=int, default=50000)
+    ap.add_argument("--ray-sizes", type=int, nargs="*", default=[200000])
+    ap.add_argument("--fit-sample", type=int, default=20000)
+    ap.add_argument("--keep", help="keep the runs in this folder")
     args = ap.parse_args()
-    rows = []
+    cold_sizes = set(args.sizes if args.cold_sizes is None else args.cold_sizes)
+    sizes = sorted(set(args.sizes) | set(args.full_sizes) | set(args.ray_sizes))
+    sample = ["--sample", str(args.fit_sample)]
+    results: dict[tuple[str, int], dict] = {}
     with tempfile.TemporaryDirectory(prefix="bailclio-scale-") as tmp:
-        work = Path(tmp)
-        for n in args.sizes:
-            inp = make_input(n, work / f"in-{n}.parquet")
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        biggest = make_input(max(sizes), work / f"in-{max(sizes)}.parquet")
+        frame = pl.read_parquet(biggest)
+        truth = dict(zip(frame["id"].to_list(), frame["label"].to_list(), strict=True))
+        for n in sizes:
+            inp = work / f"in-{n}.parquet"
+            if not inp.exists():
+                frame.head(n).write_parquet(inp)
             cache = work / f"cache-{n}"
-            cold = run_once(inp, work / f"run-{n}", cache)
-            warm = [run_once(inp, work / f"run-{n}", cache) for _ in range(args.repeats)]
-            warm_s = statistics.median(w["wall_s"] for w in warm)
-            rows.append((n, cold, warm_s, warm[0]))
-            print(f"  {n}: cold {cold['wall_s']:.1f} s, warm {warm_s:.1f} s", file=sys.stderr, flush=True)
-    base_n, base_cold, base_warm, _ = rows[0]
+            kinds = []
+            if n in cold_sizes:
+                kinds.append(("cold", sample))
+            if n in args.sizes:
+                kinds.append(("warm", sample))
+            if n in args.full_sizes:
+                kinds.append(("full", ["--sample", "0"]))
+            if n in args.ray_sizes:
+                kinds.append(("ray", [*sample, "--engine", "ray"]))
+            for kind, extra in kinds:
+                res = run_once(inp, work / f"run-{kind}-{n}", cache, extra)
+                results[kind, n] = res
+                print(
+                    f"  {kind} {n}: {res['wall_s']:.1f} s, peak RSS {res['max_rss_mb']:.0f} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        ami_rows = []
+        if ("warm", args.ami_size) in results and ("full", args.ami_size) in results:
+            from sklearn.metrics import adjusted_mutual_info_score as ami
+
+            s_leaf, s_truth = leaves_vs_truth(work / f"run-warm-{args.ami_size}", truth)
+            f_leaf, f_truth = leaves_vs_truth(work / f"run-full-{args.ami_size}", truth)
+            ami_rows = [
+                ("sampled vs truth", ami(s_truth, s_leaf)),
+                ("full vs truth", ami(f_truth, f_leaf)),
+                ("sampled vs full", ami(f_leaf, s_leaf)),
+            ]
+
+    print(f"fit sample {args.fit_sample}; {os.cpu_count()} CPUs\n")
     print(
-        "| rows | cold s | warm s | cold x | warm x | embed s | reduce s | cluster s | leaves | peak RSS MB |"
+        "| rows | run | wall s | peak RSS MB | fit embed s | fit reduce s | fit cluster s | place s "
+        "| place: embed s | place: kNN s | place: read+write s | leaves | fitted | placed |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for n, cold, warm_s, warm in rows:
-        st = cold["stages"]
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (kind, n), res in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        st = stage_times(res)
+        c = res["counts"]
+        rss = f"{res['max_rss_mb']:.0f}"
+        if kind == "ray":
+            rss += f" (workers {res['children_max_rss_mb']:.0f})"
         print(
-            f"| {n} | {cold['wall_s']:.1f} | {warm_s:.1f} | {cold['wall_s'] / base_cold['wall_s']:.1f} | "
-            f"{warm_s / base_warm:.1f} | {st['embed']:.1f} | {warm['stages']['reduce']:.1f} | "
-            f"{warm['stages']['cluster']:.1f} | {cold['counts']['leaves']} | {cold['max_rss_mb']:.0f} |"
+            f"| {n:,} | {kind} | {res['wall_s']:.1f} | {rss} | {st['fit embed']:.1f} | "
+            f"{st['fit reduce']:.1f} | {st['fit cluster']:.1f} | {st.get('place (all)', 0):.1f} | "
+            f"{st.get('place: embed', 0):.1f} | "
+            f"{st.get('place: kNN', 0):.1f} | {st.get('place: read+write', 0):.1f} | {c['leaves']} | "
+            f"{c.get('fitted', c['accepted']):,} | {c.get('placed', 0):,} |"
         )
+    print("\ngrowth exponents (time ~ N^k over the sizes run):\n")
+    print("| run | stage | k |")
+    print("|---|---|---|")
+    for kind in ("cold", "warm", "full", "ray"):
+        ns = sorted(n for (k, n) in results if k == kind)
+        if len(ns) < 2:
+            continue
+        per = [stage_times(results[kind, n]) for n in ns]
+        for stage in per[0]:
+            k = exponent(ns, [p.get(stage, 0.0) for p in per])
+            if k is not None:
+                print(f"| {kind} | {stage} | {k:.2f} |")
+        k = exponent(ns, [results[kind, n]["max_rss_mb"] for n in ns])
+        if k is not None:
+            print(f"| {kind} | peak RSS | {k:.2f} |")
+    if ami_rows:
+        print(f"\nleaf AMI at {args.ami_size:,} rows (same seed):\n")
+        print("| comparison | AMI |")
+        print("|---|---|")
+        for name, value in ami_rows:
+            print(f"| {name} | {value:.3f} |")
+        print(f"\nsampled - full (vs truth): {ami_rows[0][1] - ami_rows[1][1]:+.3f}")
     return 0
 
 

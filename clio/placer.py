@@ -17,6 +17,7 @@ weighted mean score (1 beyond the threshold).
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,7 @@ class Placer:
 
         self.state = state
         self.embedding = EmbeddingConfig.model_validate(state.embedding)
-        self.stats = {"texts": 0, "cache_hits": 0, "computed": 0, "seconds": 0.0}
+        self.stats = {"texts": 0, "cache_hits": 0, "computed": 0, "seconds": 0.0, "place_seconds": 0.0}
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
         from bailclio.embeddings.encoder import embed_texts
@@ -94,6 +95,7 @@ class Placer:
         for key in ("cache_hits", "computed", "seconds"):
             self.stats[key] += stats[key]
         self.stats["texts"] += len(texts)
+        t0 = time.perf_counter()
         p = place(st.reference, transform(st.reference, X), k=st.k, threshold=st.threshold)
         w = np.clip(p.similarity, 1e-6, None)
         w = w / w.sum(axis=1, keepdims=True)
@@ -111,6 +113,7 @@ class Placer:
             "vector": X,
             "space": space.astype(np.float32),
         }
+        self.stats["place_seconds"] += time.perf_counter() - t0
         return {name: value[inverse] for name, value in out.items()}
 
 

@@ -284,7 +284,7 @@ def run_sampled(
             part += 1
             if progress:
                 _log(f"read {stats['rows_read']}/{plan.n_records} rows ({stats['accepted']} accepted)")
-    embed_stats = dict(placer.stats) if placer is not None else {}
+    embed_stats = {k: round(v, 3) for k, v in placer.stats.items()} if placer is not None else {}
     if engine == "ray":
         from bailclio.scale_ray import place_with_ray
 
