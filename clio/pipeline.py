@@ -69,7 +69,7 @@ def run(
 
         plan = sampling_plan(input_path, cfg)
         if plan is not None:
-            return run_sampled(input_path, out, cfg, plan, force=force, progress=progress)
+            return RunResult(*run_sampled(input_path, out, cfg, plan, force=force, progress=progress))
     started = datetime.now(UTC)
     t_all = time.perf_counter()
     tx = taxonomer or Taxonomer(cfg, progress=progress)

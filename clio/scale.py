@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -40,9 +40,6 @@ import polars as pl
 from bailclio import rundir
 from bailclio.config import Config
 from bailclio.provenance import file_sha256
-
-if TYPE_CHECKING:
-    from bailclio.pipeline import RunResult
 
 WORK = ".scale-work"  # inside the run directory while it is being built; removed at the end
 WRITE_ROWS = 100_000
@@ -210,12 +207,12 @@ def run_sampled(
     *,
     force: bool = False,
     progress: bool = True,
-) -> RunResult:
-    """Fit ``plan``'s sample and place every other row (see the module docstring)."""
+) -> tuple[Path, dict[str, Any], Any, pl.DataFrame]:
+    """Fit ``plan``'s sample and place every other row (see the module docstring); returns the
+    run directory, its manifest, taxonomy and assignments."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bailclio.pipeline import RunResult
     from bailclio.placer import Placer, placed_table, placer_state
     from bailclio.rundir import prepare_out_dir
     from bailclio.stream import accepted_chunks
@@ -310,7 +307,7 @@ def run_sampled(
     assignments = pl.read_parquet(out_dir / rundir.ASSIGNMENTS)
     from bailclio.taxonomy.model import Taxonomy
 
-    return RunResult(out_dir, manifest, Taxonomy.load(out_dir / rundir.TAXONOMY), assignments)
+    return out_dir, manifest, Taxonomy.load(out_dir / rundir.TAXONOMY), assignments
 
 
 def _write_run(out_dir: Path, work: Path, fit: _Fit, state: Any, n_rows: int) -> dict[str, Any]:

@@ -44,6 +44,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.stages",
             "bailclio.components",
             "bailclio.embeddings*",
+            "bailclio.gpu",
+            "bailclio.stream",
         ),
     ),
     (
@@ -68,6 +70,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.taxonomy.*",
             "bailclio.taxonomer",
             "bailclio.pipeline",
+            "bailclio.placer",
+            "bailclio.scale",
+            "bailclio.scale_ray",
             "bailclio.tree",
             "bailclio.detect.runner",
         ),
