@@ -8,7 +8,6 @@ lists, breakdowns, map points, run comparison, downloads) is a function of an ``
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 from dataclasses import dataclass, field
@@ -369,72 +368,24 @@ def labels_parquet(run: Run) -> bytes:
 # --------------------------------------------------------------------------- compare
 
 
-def centroids(ex: Explorer, level: int) -> tuple[list[str], np.ndarray] | None:
-    """Mean embedding (unit length) of each node at ``level``; None without embeddings.npy."""
-    key = f"centroids{level}"
-    if key in ex.cache:
-        return ex.cache[key]
-    path = ex.run.file(rundir.EMBEDDINGS)
-    result = None
-    if path.exists():
-        emb = np.load(path, mmap_mode="r")
-        if emb.ndim == 2 and emb.shape[0] == ex.run.conversations.height:
-            ids_per_row = ex.run.conversations.select("conversation_id").join(
-                ex.frame.select("conversation_id", f"lvl{level}"), on="conversation_id", how="left"
-            )[f"lvl{level}"]
-            ok = ids_per_row.is_not_null().to_numpy()
-            cats_arr, codes_ok = np.unique(ids_per_row.drop_nulls().to_numpy(), return_inverse=True)
-            cats = [str(c) for c in cats_arr]
-            from scipy import sparse
-
-            onehot = sparse.csr_matrix(
-                (np.ones(int(ok.sum()), dtype=np.float32), (codes_ok, np.flatnonzero(ok))),
-                shape=(len(cats), emb.shape[0]),
-            )
-            sums = np.asarray(onehot @ np.asarray(emb, dtype=np.float32))
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            result = (cats, sums / np.maximum(norms, 1e-12))
-    ex.cache[key] = result
-    return result
-
-
-def name_similarity(a_name: str, a_kw: list[str], b_name: str, b_kw: list[str]) -> float:
-    ratio = difflib.SequenceMatcher(None, a_name.lower(), b_name.lower()).ratio()
-    ka, kb = {k.lower() for k in a_kw}, {k.lower() for k in b_kw}
-    jac = len(ka & kb) / len(ka | kb) if ka and kb else 0.0
-    return max(ratio, jac)
-
-
 def compare(
-    a: Explorer, b: Explorer, level: int = 0, threshold: float = 0.5, change: float = 0.01
+    a: Explorer, b: Explorer, level: int = 0, threshold: float | None = None, change: float = 0.01
 ) -> pl.DataFrame:
     """Match the nodes of two runs at ``level`` and classify each as stable/grew/shrank/new/vanished.
 
-    Similarity is the mean of name similarity (string ratio or keyword overlap) and centroid cosine
-    similarity of the nodes' embeddings (name similarity alone when the embeddings are missing or
-    of different models); pairs are matched one-to-one (Hungarian) and kept when their similarity
-    reaches ``threshold``. A matched pair whose share moved by more than ``change`` grew or shrank.
+    The nodes are matched exactly as ``bailclio diff`` matches them
+    (:func:`bailclio.taxonomy.diff.node_similarity`, one-to-one, kept at or above ``threshold``,
+    default :data:`bailclio.taxonomy.diff.DEFAULT_THRESHOLD`); a matched pair whose share moved by
+    more than ``change`` grew or shrank.
     """
-    from scipy.optimize import linear_sum_assignment
+    from bailclio.taxonomy.diff import DEFAULT_THRESHOLD, match_nodes, node_similarity
 
     na = [n for n in a.taxonomy.nodes if n.level == level]
     nb = [n for n in b.taxonomy.nodes if n.level == level]
-    sim_name = np.array([[name_similarity(x.name, x.keywords, y.name, y.keywords) for y in nb] for x in na])
-    sim_name = sim_name.reshape(len(na), len(nb))
-    sim_cent = np.full_like(sim_name, np.nan)
-    ca, cb = centroids(a, level), centroids(b, level)
-    if ca is not None and cb is not None and ca[1].shape[1] == cb[1].shape[1]:
-        ia = {k: i for i, k in enumerate(ca[0])}
-        ib = {k: i for i, k in enumerate(cb[0])}
-        for i, x in enumerate(na):
-            for j, y in enumerate(nb):
-                if x.id in ia and y.id in ib:
-                    sim_cent[i, j] = float(ca[1][ia[x.id]] @ cb[1][ib[y.id]])
-    score = np.where(np.isnan(sim_cent), sim_name, (sim_name + np.nan_to_num(sim_cent)) / 2)
-    pairs: list[tuple[int, int]] = []
-    if score.size:
-        ri, ci = linear_sum_assignment(-score)
-        pairs = [(i, j) for i, j in zip(ri, ci, strict=True) if score[i, j] >= threshold]
+    sim = node_similarity(a.run, b.run, level, [n.id for n in na], [n.id for n in nb])
+    sim_name, sim_cent = sim.names, sim.centroid
+    limit = DEFAULT_THRESHOLD if threshold is None else threshold
+    pairs = [(i, j) for i, j, _ in match_nodes(sim.combined, limit)]
     rows = []
     ta, tb = max(a.total, 1), max(b.total, 1)
 
@@ -457,7 +408,7 @@ def compare(
             "b_share": sb,
             "delta": delta,
             "name_similarity": float(sim_name[i, j]) if both else None,
-            "centroid_similarity": (float(sim_cent[i, j]) if both and not np.isnan(sim_cent[i, j]) else None),
+            "centroid_similarity": float(sim_cent[i, j]) if both else None,
         }
 
     matched_a, matched_b = {i for i, _ in pairs}, {j for _, j in pairs}

@@ -145,24 +145,43 @@ def similarity(a: Side, b: Side, level: int) -> tuple[list[str], list[str], np.n
     """Node ids of A and B at ``level`` and their combined similarity matrix."""
     a_ids = sorted(n.id for n in a.run.taxonomy.level(level) if n.id in a.counts or not a.is_assign_file)
     b_ids = sorted(n.id for n in b.run.taxonomy.level(level) if n.id in b.counts or not b.is_assign_file)
-    if a.run.path.resolve() == b.run.path.resolve():
-        sim = np.array([[1.0 if x == y else 0.0 for y in b_ids] for x in a_ids], dtype=np.float64)
-        return a_ids, b_ids, sim.reshape(len(a_ids), len(b_ids))
-    Xa, Xb = _run_vectors(a.run), _run_vectors(b.run)
+    return a_ids, b_ids, node_similarity(a.run, b.run, level, a_ids, b_ids).combined
+
+
+@dataclass
+class NodeSimilarity:
+    """Similarities of nodes ``a_ids`` (rows) and ``b_ids`` (columns): ``combined`` is what
+    matching uses, ``centroid`` the centred cosine, ``names`` the name-word overlap."""
+
+    combined: np.ndarray
+    centroid: np.ndarray
+    names: np.ndarray
+
+
+def node_similarity(run_a: Run, run_b: Run, level: int, a_ids: list[str], b_ids: list[str]) -> NodeSimilarity:
+    """The one node similarity of bailclio (``diff`` and the explorer's Compare):
+    ``0.8 * cosine(centred centroids) + 0.2 * jaccard(name words)``; a run with itself matches
+    node by node."""
+    shape = (len(a_ids), len(b_ids))
+    if run_a.path.resolve() == run_b.path.resolve():
+        same = np.array([[1.0 if x == y else 0.0 for y in b_ids] for x in a_ids], dtype=np.float64)
+        same = same.reshape(shape)
+        return NodeSimilarity(same, same.copy(), same.copy())
+    Xa, Xb = _run_vectors(run_a), _run_vectors(run_b)
     if Xa.shape[1] != Xb.shape[1]:
         raise UserError(
-            f"{a.run.path} and {b.run.path} were embedded with different models "
+            f"{run_a.path} and {run_b.path} were embedded with different models "
             f"(dimensions {Xa.shape[1]} and {Xb.shape[1]}); their taxonomies cannot be matched"
         )
     mean = np.concatenate([Xa, Xb]).mean(axis=0)
-    ca, cb = _centroids(a.run, Xa, mean, level), _centroids(b.run, Xb, mean, level)
+    ca, cb = _centroids(run_a, Xa, mean, level), _centroids(run_b, Xb, mean, level)
     A = np.stack([ca[i] for i in a_ids]) if a_ids else np.zeros((0, Xa.shape[1]))
     B = np.stack([cb[i] for i in b_ids]) if b_ids else np.zeros((0, Xb.shape[1]))
-    cos = A @ B.T
-    words_a = [_node_words(a.run, i) for i in a_ids]
-    words_b = [_node_words(b.run, i) for i in b_ids]
-    names = np.array([[_jaccard(x, y) for y in words_b] for x in words_a]).reshape(cos.shape)
-    return a_ids, b_ids, CENTROID_WEIGHT * cos + (1 - CENTROID_WEIGHT) * names
+    cos = (A @ B.T).astype(np.float64).reshape(shape)
+    words_a = [_node_words(run_a, i) for i in a_ids]
+    words_b = [_node_words(run_b, i) for i in b_ids]
+    names = np.array([[_jaccard(x, y) for y in words_b] for x in words_a], dtype=np.float64).reshape(shape)
+    return NodeSimilarity(CENTROID_WEIGHT * cos + (1 - CENTROID_WEIGHT) * names, cos, names)
 
 
 def match_nodes(sim: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:

@@ -6,6 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from bailclio.commands.options import (
+    add_config_option,
+    add_input_options,
+    add_llm_options,
+    add_out_option,
+    add_progress_option,
+    add_raw_option,
+    llm_overrides,
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("rundir")
     p.add_argument("new_input", help="input file: .jsonl .json .parquet .csv .tsv")
-    p.add_argument("--out", help="output .parquet or .csv (default: RUNDIR/assign-<input>.parquet)")
+    add_out_option(p, "output .parquet or .csv (default: RUNDIR/assign-<input>.parquet)")
     p.add_argument(
         "--threshold-quantile",
         type=float,
@@ -33,18 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("knn", "centroid"), default="knn", help="placement (default knn)")
     p.add_argument("-k", "--neighbors", type=int, default=10, help="neighbours for knn (default 10)")
     p.add_argument("--embedding-model", help="must be the run's embedding model (checked)")
-    p.add_argument("--text-column", help="column holding the text or the conversation")
-    p.add_argument("--id-column", help="column holding a unique id")
-    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    g = p.add_argument_group("LLM classification (see README: LLM)")
-    g.add_argument("--llm", choices=("none", "openai", "vllm"), help="LLM back-end (default none)")
-    g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--model", help="model name on the server, or a local folder for --llm vllm")
-    g.add_argument("--max-concurrency", type=int, help="LLM requests in flight (default 16)")
-    g.add_argument("--max-calls", type=int, help="stop making LLM calls after N (budget)")
-    g.add_argument("--llm-cache", help="LLM cache file (default ~/.cache/bailclio/llm/...)")
-    g.add_argument("--config", help="TOML config file whose [llm] section is used")
+    add_input_options(p)
+    add_raw_option(p)
+    add_progress_option(p)
+    g = add_llm_options(p, "LLM classification (see README: LLM)")
+    add_config_option(g, "TOML config file whose [llm] section is used")
     g.add_argument(
         "--shortlist", type=int, default=6, metavar="N", help="leaves offered to the LLM per row (default 6)"
     )
@@ -56,14 +59,7 @@ def llm_config(args: argparse.Namespace):
     from bailclio.config import load_config
     from bailclio.errors import UserError
 
-    overrides = {
-        "llm.backend": args.llm,
-        "llm.base_url": args.base_url,
-        "llm.model": args.model,
-        "llm.max_concurrency": args.max_concurrency,
-        "llm.max_calls": args.max_calls,
-        "llm.cache_path": args.llm_cache,
-    }
+    overrides = llm_overrides(args)
     cfg = load_config(args.config, overrides)
     if cfg.llm.backend == "none":
         return None

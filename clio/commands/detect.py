@@ -17,6 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bailclio.commands.options import (
+    add_config_option,
+    add_input_options,
+    add_llm_options,
+    add_out_option,
+    add_progress_option,
+    llm_overrides,
+)
 from bailclio.errors import UserError
 
 
@@ -30,9 +38,17 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("input", help="conversations (.jsonl/.json/.parquet/.csv/.tsv)")
-    p.add_argument("--model", help="the model under test (default: llm.model of --config)")
-    p.add_argument("--llm", choices=("openai", "vllm"), help="back-end (default: openai)")
-    p.add_argument("--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1")
+    add_llm_options(
+        p,
+        "the model under test",
+        with_none=False,
+        default_help="default openai",
+        model_help="the model under test (default: llm.model of --config)",
+    )
+    add_out_option(p, "output directory (default: detect-<input stem>)")
+    add_config_option(p, "TOML configuration (llm and input sections are used)")
+    add_input_options(p, limit=True)
+    add_progress_option(p)
     p.add_argument(
         "--methods",
         default="prompt,string,tool",
@@ -57,10 +73,6 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--threshold", type=float, default=0.5, help="bail when P(bail) > this")
-    p.add_argument("--out", help="output directory (default: detect-<input stem>)")
-    p.add_argument("--config", help="TOML configuration (llm and input sections are used)")
-    p.add_argument("--max-concurrency", type=int, help="requests in flight (llm.max_concurrency)")
-    p.add_argument("--max-calls", type=int, help="stop after this many calls (llm.max_calls)")
     p.add_argument("--model-label", help="the model's own name in the protocol texts ({model})")
     p.add_argument("--journal", action="store_true", help="generate journals for prompt bails")
     p.add_argument(
@@ -69,10 +81,6 @@ def register(subparsers: Any) -> None:
         help="flag the two known false-bail patterns on bails.parquet with an LLM judge",
     )
     p.add_argument("--judge-model", help="model for --flag-false-bails (default: --model)")
-    p.add_argument("--text-column", help="input column holding the text or conversation")
-    p.add_argument("--id-column", help="input column holding the conversation id")
-    p.add_argument("--limit", type=int, help="read at most this many input rows")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
@@ -84,11 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if not src.exists():
         raise UserError(f"{src}: no such file")
     overrides: dict[str, Any] = {
-        "llm.backend": args.llm,
-        "llm.base_url": args.base_url,
-        "llm.model": args.model,
-        "llm.max_concurrency": args.max_concurrency,
-        "llm.max_calls": args.max_calls,
+        **llm_overrides(args),
         "input.text_column": args.text_column,
         "input.id_column": args.id_column,
         "input.limit": args.limit,
@@ -121,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         options,
         judge_model=args.judge_model,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     print(rates_table(summary["rates"]))
     counts = summary["counts"]

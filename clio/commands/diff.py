@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from bailclio.commands.options import add_raw_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of the largest changes")
-    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
+    add_raw_option(p)
     p.set_defaults(func=main)
 
 

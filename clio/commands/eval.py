@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from bailclio.commands.options import add_raw_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="outliers as own cluster, excluded, and attached")
     p.add_argument("--level", type=int, action="append", help="only this level (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
+    add_raw_option(p)
     p.set_defaults(func=main)
 
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bailclio.commands.options import add_out_option, add_raw_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("rundir")
     p.add_argument("--format", required=True, choices=("bailbench", "csv", "jsonl", "parquet"))
-    p.add_argument("--out", help="output file (default: RUNDIR/export-<format>.<ext>)")
+    add_out_option(p, "output file (default: RUNDIR/export-<format>.<ext>)")
     p.add_argument(
         "--level",
         type=int,
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="leave out nodes with fewer than K conversations (and their rows), for privacy",
     )
-    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
+    add_raw_option(p)
     p.set_defaults(func=main)
 
 

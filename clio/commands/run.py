@@ -9,6 +9,14 @@ from pathlib import Path
 
 import polars as pl
 
+from bailclio.commands.options import (
+    add_config_option,
+    add_input_options,
+    add_llm_options,
+    add_out_option,
+    add_progress_option,
+    llm_overrides,
+)
 from bailclio.config import load_config
 from bailclio.errors import UserError
 
@@ -20,23 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Build a hierarchical taxonomy from conversations into a run directory.",
     )
     p.add_argument("input", help="input file: .jsonl .json .parquet .csv .tsv")
-    p.add_argument("--out", help="run directory (default: runs/<input>-<time>)")
-    p.add_argument("--config", help="TOML config file (see README: Configuration)")
-    p.add_argument("--text-column", help="column holding the text or the conversation")
-    p.add_argument("--id-column", help="column holding a unique id")
-    p.add_argument("--limit", type=int, help="read at most N input rows")
+    add_out_option(p, "run directory (default: runs/<input>-<time>)")
+    add_config_option(p, "TOML config file (see README: Configuration)")
+    add_input_options(p, limit=True)
     p.add_argument("--seed", type=int, help="random seed (default 42)")
     p.add_argument("--embedding-model", help="sentence-transformers model name or local folder")
     p.add_argument("--min-cluster-size", type=int, help="HDBSCAN min_cluster_size (default from N)")
     p.add_argument("--n-top", type=int, help="number of top-level categories (default from leaves)")
-    g = p.add_argument_group("LLM stage (facet summaries and names; see README: LLM)")
-    g.add_argument("--llm", choices=("none", "openai", "vllm"), help="LLM back-end (default none)")
-    g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--model", help="model name on the server, or a local folder for --llm vllm")
-    g.add_argument("--max-concurrency", type=int, help="LLM requests in flight (default 16)")
+    g = add_llm_options(p, "LLM stage (facet summaries and names; see README: LLM)")
     g.add_argument("--facet", help="facet whose summaries are clustered (default: from the input)")
-    g.add_argument("--max-calls", type=int, help="stop making LLM calls after N (budget)")
-    g.add_argument("--llm-cache", help="LLM cache file (default ~/.cache/bailclio/llm/...)")
     s = p.add_argument_group("scale (fit on a sample, place the rest; see README: Scaling)")
     s.add_argument("--sample", type=int, help="fit on N rows when the input has more (default 20000; 0: all)")
     s.add_argument("--stratify", help="column whose values keep their share in the sample, e.g. model")
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--engine", choices=("local", "ray"), help="where rows are embedded and placed")
     s.add_argument("--ray-address", help="Ray cluster (ray://host:10001; default RAY_ADDRESS, else local)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=main)
 
 
@@ -57,13 +57,8 @@ def config_from_args(args: argparse.Namespace):
         "embedding.model": args.embedding_model,
         "cluster.min_cluster_size": args.min_cluster_size,
         "hierarchy.n_top": args.n_top,
-        "llm.backend": args.llm,
-        "llm.base_url": args.base_url,
-        "llm.model": args.model,
-        "llm.max_concurrency": args.max_concurrency,
+        **llm_overrides(args),
         "llm.facet": args.facet,
-        "llm.max_calls": args.max_calls,
-        "llm.cache_path": args.llm_cache,
         "scale.fit_sample": args.sample,
         "scale.stratify": args.stratify,
         "scale.chunk_rows": args.chunk_rows,

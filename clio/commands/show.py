@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bailclio.commands.options import add_raw_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("rundir")
     p.add_argument("--depth", type=int, default=None, help="levels to print (default: all)")
-    p.add_argument("--raw", action="store_true", help="ignore curation.json edits")
+    add_raw_option(p)
     p.set_defaults(func=main)
 
 
