@@ -9,7 +9,7 @@ PORT ?= 8501
 DEMO_INPUT ?= data/bailbench.csv
 DEMO_RUN ?= runs/demo
 
-.PHONY: install demo test lint bench clean vllm-env
+.PHONY: install demo test lint bench clean vllm-env wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Build the wheel, install it into a fresh venv next to PyPI's `taxonomy` and `embeddings`, and
+# run `bailclio run / explore / export / assign` and the Python API from it.
+wheel-check: install
+	PYTHON=$(BIN)/python TORCH_SPEC="$(TORCH_SPEC)" bash tests/wheel_check.sh
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,9 +18,9 @@ repeats an id raises :class:`~bailclio.errors.UserError`.
 
 Example::
 
-    >>> ing = read_input("data/bailbench.csv", limit=3)   # doctest: +SKIP
+    >>> ing = read_input("data/bailbench.csv", limit=3)
     >>> ing.frame.columns
-    ['conversation_id', 'text', 'content', 'subcategory', 'category']
+    ['conversation_id', 'text', 'content', 'subcategory', 'category', 'source_line']
 """
 
 from __future__ import annotations

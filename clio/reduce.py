@@ -8,7 +8,7 @@ Example::
     >>> import numpy as np
     >>> from bailclio.config import ReduceConfig
     >>> X = np.random.default_rng(0).normal(size=(60, 16)).astype("float32")
-    >>> space, xy, info = reduce_vectors(X, ReduceConfig(n_components=3), seed=0)   # doctest: +SKIP
+    >>> space, xy, info = reduce_vectors(X, ReduceConfig(n_components=3), seed=0)
     >>> space.shape, xy.shape
     ((60, 3), (60, 2))
 """

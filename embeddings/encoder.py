@@ -8,7 +8,7 @@ sentence-transformers as usual (which needs the model in the local hub cache whe
 Example::
 
     >>> from bailclio.config import EmbeddingConfig
-    >>> vecs, stats = embed_texts(["hello", "world"], EmbeddingConfig())   # doctest: +SKIP
+    >>> vecs, stats = embed_texts(["hello", "world"], EmbeddingConfig(), progress=False)
     >>> vecs.shape
     (2, 384)
 """

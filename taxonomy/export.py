@@ -19,7 +19,7 @@ Example::
 
     >>> run = load_run("runs/demo")                                        # doctest: +SKIP
     >>> frame, dropped = export_frame(run, "bailbench", min_cluster_size=10)  # doctest: +SKIP
-    >>> frame.columns
+    >>> frame.columns                                                      # doctest: +SKIP
     ['content', 'subcategory', 'category']
 """
 
