@@ -27,6 +27,15 @@ def ensure_numba_cache() -> None:
         os.environ["NUMBA_CACHE_DIR"] = str(path)
 
 
+def pin_numerics() -> None:
+    """Before numpy, torch or numba load: the portable numeric settings, where the environment
+    has not chosen (see :data:`bailclio.provenance.PORTABLE_NUMERICS`)."""
+    from bailclio.provenance import portable_numerics
+
+    for key, value in portable_numerics().items():
+        os.environ.setdefault(key, value)
+
+
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a line is written (redirections are followed)."""
 
@@ -75,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pin_numerics()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -46,7 +46,7 @@ from bailclio.components import (
 from bailclio.config import Config
 from bailclio.errors import UserError
 from bailclio.ingest import Ingested, read_data
-from bailclio.provenance import package_versions
+from bailclio.provenance import numeric_settings, package_versions
 from bailclio.stages import (
     Clusterer,
     Embedder,
@@ -215,7 +215,7 @@ class Taxonomer:
             "counts": counts,
             "timings_s": dict(timer.timings),
             "versions": package_versions(),
-            "platform": {"machine": platform.machine(), "system": platform.system()},
+            "platform": {"machine": platform.machine(), "system": platform.system(), **numeric_settings()},
         }
         self.budget_message_ = stage.budget_message() if stage is not None else None
         self.path_ = None

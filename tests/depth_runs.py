@@ -177,14 +177,17 @@ def build_run(out: Path, depth: int, *, added: bool = False, format_version: int
     if format_version == 1:
         assert depth == 3, "format 1 runs had three levels"
         columns["mid_id"] = [p[1] for p in paths]
-    ing.frame.write_parquet(out / rundir.CONVERSATIONS)
-    pl.DataFrame(columns).write_parquet(out / rundir.ASSIGNMENTS)
-    tax.save(out / rundir.TAXONOMY)
+    rundir.write_tables(
+        out,
+        conversations=ing.frame,
+        assignments=pl.DataFrame(columns),
+        taxonomy=tax,
+        embeddings=vectors,
+        space=vectors[:, :10],
+    )
     if format_version != 2:
         raw = json.loads((out / rundir.TAXONOMY).read_text())
         (out / rundir.TAXONOMY).write_text(json.dumps({**raw, "format_version": format_version}))
-    np.save(out / rundir.EMBEDDINGS, vectors)
-    np.save(out / rundir.SPACE, vectors[:, :10])
     level_sizes = [len(names[lv]) for lv in range(depth)]
     counts = {
         "rows_read": ing.rows_read,
@@ -222,7 +225,7 @@ def build_run(out: Path, depth: int, *, added: bool = False, format_version: int
         "versions": {},
         "platform": {},
     }
-    rundir.write_json(out / rundir.MANIFEST, manifest)
+    rundir.write_manifest(out, manifest)
     return out
 
 

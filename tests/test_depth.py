@@ -370,6 +370,84 @@ def test_a_path_that_disagrees_with_the_taxonomy_is_one_clear_error(
     assert len(err.splitlines()) == 1 and f"leaf '{first[-1]}' has path" in err
 
 
+class CutAtDepth:
+    """A hierarchy stage for the real pipeline that always gives ``depth`` levels: one Ward tree
+    over the leaf centroids cut at k^(l/(depth-1)) nodes for level l (a level as large as the
+    one below it passes each node through)."""
+
+    label = "ward cut at a fixed depth"
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def build(self, space, leaf_labels):
+        import numpy as np
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        from bailclio.hierarchy import Hierarchy
+
+        k = int(leaf_labels.max()) + 1
+        centroids = np.stack([space[leaf_labels == i].mean(axis=0) for i in range(k)])
+        tree = linkage(centroids, method="ward") if k > 1 else None
+        groups = []
+        for lv in range(self.depth - 1):
+            size = max(1, round(k ** (lv / (self.depth - 1))))
+            raw = fcluster(tree, size, criterion="maxclust") if tree is not None else np.ones(k, int)
+            groups.append(np.unique(raw, return_inverse=True)[1])
+        groups.append(np.arange(k))
+        parents = []
+        for lv in range(1, self.depth):
+            pmap = np.zeros(int(groups[lv].max()) + 1, dtype=np.int64)
+            pmap[groups[lv]] = groups[lv - 1]
+            parents.append(pmap)
+        return Hierarchy(parents, k, {"cut_at_depth": self.depth})
+
+
+@pytest.fixture(scope="session")
+def real_deep_run(bailbench_sample: Path, tmp_path_factory) -> Path:
+    """The real pipeline (MiniLM, UMAP, HDBSCAN, keyphrase names) with its hierarchy stage
+    asked for five levels."""
+    from bailclio import Taxonomer
+
+    tx = Taxonomer(hierarchy=CutAtDepth(5), progress=False).fit(pl.read_csv(bailbench_sample))
+    out = tmp_path_factory.mktemp("real-deep") / "run"
+    tx.save(out)
+    return out
+
+
+def test_a_real_five_level_run_works_in_every_reader(real_deep_run: Path, tmp_path, capsys) -> None:
+    run = load_run(real_deep_run)
+    assert run.depth == 5 and "mid_id" not in run.assignments.columns
+    for lv in range(5):
+        assert sum(n.size for n in run.taxonomy.level(lv)) == run.assignments.height
+        assert all(n.name for n in run.taxonomy.level(lv))
+    assert main(["show", str(real_deep_run)]) == 0
+    assert "5 levels: " in capsys.readouterr().out
+    out = tmp_path / "x.csv"
+    assert main(["export", str(real_deep_run), "--format", "csv", "--out", str(out)]) == 0
+    frame = pl.read_csv(out, schema_overrides={"conversation_id": pl.String})
+    assert frame.columns[:11] == ["conversation_id", *LEVEL_COLUMNS[5]]
+    capsys.readouterr()
+    assert main(["eval", str(real_deep_run), "--truth", "category", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["level"] for r in rows] == [0, 1, 2, 3, 4]
+    assert main(["diff", str(real_deep_run), str(real_deep_run), "--level", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["only_in_a"] == [] == result["only_in_b"]
+    assert (
+        main(
+            ["assign", str(real_deep_run), str(ROOT / "data" / "bailbench.csv"), "--out", str(out), "--quiet"]
+        )
+        == 0
+    )
+    placed = pl.read_csv(out).filter(pl.col("leaf_id").is_not_null())
+    assert placed.height > 0 and {"level_3_id", "level_3_name"} <= set(placed.columns)
+    ex = D.prepare(run)
+    assert [c for c in ex.frame.columns if c.startswith("lvl") and not c.endswith("_name")] == [
+        f"lvl{i}" for i in range(5)
+    ]
+
+
 def test_the_pipeline_writes_path_and_no_mid_id(small_run: Path) -> None:
     raw = pl.read_parquet(small_run / "assignments.parquet")
     assert "mid_id" not in raw.columns
