@@ -9,7 +9,7 @@ PORT ?= 8501
 DEMO_INPUT ?= data/bailbench.csv
 DEMO_RUN ?= runs/demo
 
-.PHONY: install demo test lint bench clean vllm-env wheel-check
+.PHONY: install demo test lint bench clean vllm-env wheel-check real-llm-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ $(VLLM_VENV)/.installed:
 	touch $@
 
 vllm-env: $(VLLM_VENV)/.installed
+
+# A real instruction-tuned chat model on the CPU for the tests marked real_llm (a test fixture,
+# never a default): ../shared/tools/real-llm/setup.sh puts its venv and model.gguf in .real-llm.
+REAL_LLM_DIR ?= .real-llm
+REAL_LLM_SETUP ?= ../shared/tools/real-llm/setup.sh
+
+real-llm-env:
+	bash $(REAL_LLM_SETUP) $(REAL_LLM_DIR)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

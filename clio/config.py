@@ -82,9 +82,6 @@ class NamingConfig(_Section):
     grounding: bool = True
     grounding_min_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
     grounding_siblings: int = Field(default=3, ge=1)
-    # "structural": Ward cuts named by the LLM; "llm": Clio's hierarchy, parents proposed, deduped
-    # and assigned by the LLM (a failed step keeps the structural parent)
-    hierarchy: Literal["structural", "llm"] = "structural"
 
 
 class LLMConfig(_Section):

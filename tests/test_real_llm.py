@@ -27,7 +27,7 @@ from bailclio.config import Config
 REASON = missing()
 pytestmark = [
     pytest.mark.real_llm,
-    pytest.mark.timeout(1500),
+    pytest.mark.timeout(900),
     pytest.mark.skipif(REASON is not None, reason=REASON or ""),
 ]
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def run_cli(inp: Path, out: Path, base: str, cache: Path, config: Path) -> subpr
         "--config", str(config), "--llm", "openai", "--base-url", base, "--model", "qwen2.5-coder-1.5b",
         "--llm-cache", str(cache),
     ]  # fmt: skip
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1400)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=800)
 
 
 def test_run_against_a_real_model_keeps_the_products_rules(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_run_against_a_real_model_keeps_the_products_rules(tmp_path: Path) -> No
     rows.write_csv(inp)
     config = tmp_path / "real.toml"
     config.write_text(
-        "[cluster]\nmin_cluster_size = 2\n\n[llm]\nmax_concurrency = 1\nmax_calls = 30\n\n"
+        "[cluster]\nmin_cluster_size = 2\n\n[llm]\nmax_concurrency = 1\nmax_calls = 20\n\n"
         + facets_toml()
         + "\n"
     )
