@@ -35,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from bailclio import atomic
 from bailclio.errors import UserError
 
 TEXT_CANDIDATES = ("text", "content", "prompt")
@@ -58,9 +59,8 @@ class Ingested:
     def write_rejects(self, path: str | Path) -> Path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        with p.open("w", encoding="utf-8") as fh:
-            for rej in self.rejects:
-                fh.write(json.dumps(rej, ensure_ascii=False, default=str) + "\n")
+        lines = "".join(json.dumps(rej, ensure_ascii=False, default=str) + "\n" for rej in self.rejects)
+        atomic.write_bytes(p, lines.encode("utf-8", errors="backslashreplace"))
         return p
 
 
@@ -74,36 +74,57 @@ class _Reject(Exception):
 # --------------------------------------------------------------------------- reading records
 
 
+def _jsonl_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines: LF or CRLF endings, or CR alone where the file has no LF; a leading
+    byte-order mark is dropped."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+        if b"\r" in head and b"\n" not in head:  # old Mac line endings
+            data = head + fh.read()
+            if b"\n" not in data:
+                lines: Iterator[bytes] = iter(data.split(b"\r"))
+            else:
+                lines = iter(data.splitlines(keepends=True))
+        else:
+            fh.seek(0)
+            lines = iter(fh)
+        first = True
+        for line in lines:
+            if first and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            first = False
+            yield line
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
     """Yield (line_no, record | None, error | None, raw) for each non-blank line."""
-    with path.open("rb") as fh:
-        for line_no, raw_bytes in enumerate(fh, start=1):
-            if not raw_bytes.strip():
-                continue
-            try:
-                raw = raw_bytes.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield (
-                    line_no,
-                    None,
-                    f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
-                    (raw_bytes.decode("utf-8", errors="replace").rstrip("\n")),
-                )
-                continue
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                yield line_no, None, f"unparseable JSON: {exc.msg} (column {exc.colno})", raw.rstrip("\n")
-                continue
-            if not isinstance(rec, dict):
-                yield line_no, None, f"expected a JSON object, got {type(rec).__name__}", raw
-                continue
-            yield line_no, rec, None, raw.rstrip("\n")
+    for line_no, raw_bytes in enumerate(_jsonl_lines(path), start=1):
+        if not raw_bytes.strip():
+            continue
+        try:
+            raw = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield (
+                line_no,
+                None,
+                f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                (raw_bytes.decode("utf-8", errors="replace").rstrip("\n")),
+            )
+            continue
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield line_no, None, f"unparseable JSON: {exc.msg} (column {exc.colno})", raw.rstrip("\r\n")
+            continue
+        if not isinstance(rec, dict):
+            yield line_no, None, f"expected a JSON object, got {type(rec).__name__}", raw.rstrip("\r\n")
+            continue
+        yield line_no, rec, None, raw.rstrip("\r\n")
 
 
 def _iter_json(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
     try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
+        doc = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
@@ -123,33 +144,78 @@ def _iter_json(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | N
 
 
 def _iter_delimited(path: Path, sep: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+    """CSV (RFC 4180 quoting) or TSV (no quoting: a ``"`` is an ordinary character), read row by
+    row: a byte-order mark is dropped, bytes that are not UTF-8 reject only their row, any line
+    ending (LF, CRLF, CR alone) works, and the line number is the file line the record
+    starts on."""
+    kind = "TSV" if sep == "\t" else "CSV"
     data = path.read_bytes()
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    text = data.decode("utf-8", errors="surrogateescape")
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting, strict=False)
     try:
-        text = data.decode("utf-8-sig")
-        bad_utf8 = False
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="surrogateescape")
-        bad_utf8 = True
-    if not bad_utf8:
-        try:
-            df = pl.read_csv(io.StringIO(text).read().encode(), separator=sep, infer_schema=False)
-        except Exception as exc:  # polars raises several error types for malformed files
-            raise UserError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from exc
-        for i, rec in enumerate(df.iter_rows(named=True), start=1):
-            yield i + 1, rec, None, ""
-        return
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sep)
-    for rec in reader:
-        line_no = reader.line_num
-        bad = [k for k, v in rec.items() if isinstance(v, str) and _has_surrogate(v)]
+        header = next(reader, None)
+        if header is None:
+            return
+        bad = [h for h in header if _has_surrogate(h)]
         if bad:
-            yield line_no, None, f"not valid UTF-8 in field '{bad[0]}'", ""
-            continue
-        yield line_no, dict(rec), None, ""
+            raise UserError(f"{path}: line 1: a column name is not valid UTF-8")
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            raise UserError(f"{path}: line 1: column '{dupes[0]}' appears more than once")
+        end = reader.line_num
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not row or row == [""]:
+                continue
+            if len(row) != len(header):
+                raw = sep.join(row)
+                yield start, None, f"expected {len(header)} fields, got {len(row)}", raw
+                continue
+            fields = [h for h, v in zip(header, row, strict=True) if _has_surrogate(v)]
+            if fields:
+                yield start, None, f"not valid UTF-8 in field '{fields[0]}'", ""
+                continue
+            yield start, dict(zip(header, row, strict=True)), None, ""
+    except csv.Error as exc:
+        raise UserError(f"{path}: line {reader.line_num}: cannot parse as {kind}: {exc}") from exc
+
+
+_BOM = b"\xef\xbb\xbf"
+csv.field_size_limit(2**31 - 1)
 
 
 def _has_surrogate(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
+    """A lone surrogate: bytes that were not UTF-8, or a JSON surrogate escape without its pair."""
+    return any("\ud800" <= ch <= "\udfff" for ch in s)
+
+
+def _surrogate_field(rec: dict[str, Any]) -> str | None:
+    """The first field of ``rec`` holding a lone surrogate anywhere inside it."""
+
+    def bad(v: Any) -> bool:
+        if isinstance(v, str):
+            return _has_surrogate(v)
+        if isinstance(v, dict):
+            return any(bad(k) or bad(x) for k, x in v.items())
+        if isinstance(v, list | tuple):
+            return any(bad(x) for x in v)
+        return False
+
+    for k, v in rec.items():
+        if bad(k) or bad(v):
+            return k if not _has_surrogate(k) else k.encode("utf-8", "backslashreplace").decode()
+    return None
+
+
+def _is_blank(s: str) -> bool:
+    """No visible text: only whitespace and control characters (NUL included)."""
+    return not s.translate(_INVISIBLE).strip()
+
+
+_INVISIBLE = {c: None for c in [*range(0x00, 0x20), 0x7F, 0xFEFF, 0x200B]}
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
@@ -225,7 +291,8 @@ def render_conversation(turns: list[dict[str, str]], max_chars: int = 1000) -> s
 # --------------------------------------------------------------------------- validation
 
 
-def _clean_turns(value: Any, bail_turn: Any) -> list[dict[str, str]]:
+def _clean_turns(value: Any, bail_turn: Any, non_text: list[str]) -> list[dict[str, str]]:
+    """Validated turns; the non-text content parts met are appended to ``non_text``."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -246,10 +313,10 @@ def _clean_turns(value: Any, bail_turn: Any) -> list[dict[str, str]]:
             raise _Reject("conversation", f"turn {j}: 'role' must be a non-empty string")
         if content is None:
             content = ""
+        if isinstance(content, list):
+            content = _join_parts(content, j, non_text)
         if not isinstance(content, str):
-            raise _Reject("conversation", f"turn {j}: 'content' must be a string")
-        if _has_surrogate(content):
-            raise _Reject("conversation", f"turn {j}: not valid UTF-8")
+            raise _Reject("conversation", f"turn {j}: 'content' must be a string or a list of content parts")
         turns.append({"role": role.lower(), "content": content})
     if bail_turn is not None:
         try:
@@ -259,9 +326,34 @@ def _clean_turns(value: Any, bail_turn: Any) -> list[dict[str, str]]:
         if cut < 0 or cut >= len(turns):
             raise _Reject("bail_turn", f"{cut} is outside the conversation's {len(turns)} turns")
         turns = turns[: cut + 1]
-    if not any(t["content"].strip() for t in turns):
+    if all(_is_blank(t["content"]) for t in turns):
         raise _Reject("conversation", "conversation has no text")
     return turns
+
+
+# OpenAI content-part types that carry text, and the key holding it.
+_TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
+
+
+def _join_parts(parts: list[Any], turn: int, non_text: list[str]) -> str:
+    """OpenAI multi-part content: the text parts joined by blank lines; the types of the other
+    parts (images, audio, files) are appended to ``non_text``."""
+    texts = []
+    for k, part in enumerate(parts):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise _Reject(
+                "conversation", f"turn {turn}: part {k}: expected an object, got {type(part).__name__}"
+            )
+        kind = part.get("type")
+        key = _TEXT_PARTS.get(kind) if isinstance(kind, str) else ("text" if "text" in part else None)
+        if key is not None and isinstance(part.get(key), str):
+            texts.append(part[key])
+        else:
+            non_text.append(f"turn {turn}: {kind if isinstance(kind, str) else 'untyped'}")
+    return "\n\n".join(texts)
 
 
 def _check_bail_fields(rec: dict[str, Any]) -> None:
@@ -440,21 +532,27 @@ def _accept(
         if isinstance(value, dict | list):
             raise _Reject(id_field, f"id must be a string or number, got {type(value).__name__}")
         cid = str(value)
+    bad = _surrogate_field(rec)
+    if bad is not None:
+        raise _Reject(
+            bad, "not valid Unicode (a lone surrogate: bytes that were not UTF-8 or an unpaired \\u escape)"
+        )
     _check_bail_fields(rec)
     out: dict[str, Any] = {"conversation_id": cid}
     if shape == "conversation":
-        turns = _clean_turns(rec.get(source), rec.get("bail_turn"))
+        non_text: list[str] = []
+        turns = _clean_turns(rec.get(source), rec.get("bail_turn"), non_text)
         out["text"] = render_conversation(turns, max_chars)
         out["conversation"] = turns
+        if non_text:
+            out["non_text_parts"] = "; ".join(non_text)
     else:
         value = rec.get(source)
         if value is None:
             raise _Reject(source, "missing text")
         if not isinstance(value, str):
             raise _Reject(source, f"expected a string, got {type(value).__name__}")
-        if _has_surrogate(value):
-            raise _Reject(source, "not valid UTF-8")
-        if not value.strip():
+        if _is_blank(value):
             raise _Reject(source, "empty text")
         out["text"] = value.strip()
     for key, value in rec.items():
