@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "types",
         (
             "bailclio",
+            "bailclio.atomic",
             "bailclio.errors",
             "bailclio.paths",
             "bailclio.plugins",
