@@ -24,7 +24,19 @@ def torch_vectors() -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("backend", "runtime", "min_cos"),
-    [("onnx", "onnxruntime", 0.9999), ("onnx-int8", "onnxruntime", 0.9), ("openvino", "openvino", 0.9999)],
+    [
+        ("onnx", "onnxruntime", 0.9999),
+        ("onnx-int8", "onnxruntime", 0.9),
+        pytest.param(
+            "openvino",
+            "openvino",
+            0.9999,
+            marks=pytest.mark.xfail(
+                reason="OpenVINO fails to compile the export on some CPUs (core.cpp)",
+                strict=False,
+            ),
+        ),
+    ],
 )
 def test_exported_model_gives_the_torch_vectors(backend, runtime, min_cos, torch_vectors):
     pytest.importorskip(runtime, reason=f"{runtime} is not installed (the onnx extra)")
