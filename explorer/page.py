@@ -7,10 +7,16 @@ view selects everywhere. A run is loaded once per (path, file times) and never r
 Conversation text and everything derived from it (node names come from keyphrases of the texts)
 is untrusted: it is shown with ``st.text``/``st.dataframe``/``st.json``, or escaped before it goes
 into a markdown label; HTML is never enabled.
+
+The page opens only runs under the directories it was started with (``bailclio explore`` passes
+them in :data:`bailclio.explorer.ROOTS_ENV`; the sidebar's path box refuses any other path without
+saying whether it exists), and when :data:`bailclio.explorer.TOKEN_ENV` is set (a server bound
+beyond loopback) it shows nothing until the visitor gives that token (``?token=`` or the form).
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 import os
 import re
@@ -22,6 +28,7 @@ import streamlit as st
 
 from bailclio import rundir
 from bailclio.errors import UserError
+from bailclio.explorer import ROOTS_ENV, TOKEN_ENV
 from bailclio.explorer import data as D
 
 VIEWS = ("Taxonomy", "Map", "Node", "Conversation", "Search", "Compare", "Curate", "Downloads")
@@ -110,21 +117,59 @@ def node_button(ex: D.Explorer, node_id: str, key: str, *, container: Any = st) 
 # --------------------------------------------------------------------------- sidebar
 
 
-def _default_root(argv: list[str]) -> str:
+def allowed_roots(argv: list[str]) -> list[Path]:
+    """The directories this page may open runs under: those ``bailclio explore`` was given."""
     from streamlit import runtime
 
+    env = os.environ.get(ROOTS_ENV)
+    if env:
+        return [Path(p).resolve() for p in env.split(os.pathsep) if p]
     if argv and runtime.exists():
-        return argv[0]
-    return os.environ.get("BAILCLIO_RUNS", "runs")
+        return [Path(a).resolve() for a in argv]
+    return [Path(os.environ.get("BAILCLIO_RUNS", "runs")).resolve()]
+
+
+def is_allowed(path: Path, roots: list[Path]) -> bool:
+    """``path`` (symlinks and ``..`` resolved) is one of ``roots`` or lies under one."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return any(real == r or r in real.parents for r in roots)
+
+
+def authorised() -> bool:
+    """True when no token is required, or the visitor gave it (query ``?token=`` or the form)."""
+    token = os.environ.get(TOKEN_ENV)
+    if not token or st.session_state.get("_authorised"):
+        return True
+    given = str(st.query_params.get("token") or "")
+    if not given:
+        st.title("bailclio explorer")
+        given = st.text_input("Access token", type="password", key="access_token")
+    if given and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
+        st.session_state["_authorised"] = True
+        return True
+    if given:
+        st.error("Wrong access token.")
+    return False
 
 
 def sidebar(argv: list[str]) -> tuple[D.Explorer | None, list[str]]:
     sb = st.sidebar
     sb.title("bailclio explorer")
+    roots = allowed_roots(argv)
     if "runs_root" not in st.session_state:
-        st.session_state["runs_root"] = _default_root(argv)
+        st.session_state["runs_root"] = str(roots[0])
     sb.text_input("Run directory or folder of runs", key="runs_root")
-    root = Path(st.session_state["runs_root"].strip() or ".")
+    root = Path(st.session_state["runs_root"].strip() or roots[0])
+    if not is_allowed(root, roots):
+        st.error(
+            "This explorer opens only runs under: "
+            + ", ".join(str(r) for r in roots)
+            + " (the folders `bailclio explore` was started with)"
+        )
+        return None, []
     if not root.exists():
         st.error(f"{root}: no such run directory or folder")
         return None, []
@@ -683,6 +728,8 @@ def view_downloads(ex: D.Explorer) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     st.set_page_config(page_title="bailclio explorer", layout="wide")
+    if not authorised():
+        return
     for kind, msg in st.session_state.pop("flash", []):
         (st.error if kind == "error" else st.success)(msg)
     ex, runs = sidebar(list(argv or []))

@@ -17,6 +17,7 @@ from explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run
 from streamlit.testing.v1 import AppTest
 
 from bailclio.cli import main as cli_main
+from bailclio.explorer import ROOTS_ENV
 from bailclio.explorer import data as D
 from bailclio.rundir import load_run
 
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def open_app(root: Path) -> AppTest:
+    os.environ[ROOTS_ENV] = str(root)  # what `bailclio explore ROOT` gives the page
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.session_state["runs_root"] = str(root)
     at.run()
