@@ -26,6 +26,12 @@ APP = ROOT / "app.py"
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.fixture(autouse=True)
+def _explorer_roots_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_app sets the page's allowed roots; they are put back after each test."""
+    monkeypatch.setenv(ROOTS_ENV, "")  # recorded, so whatever open_app sets is undone afterwards
+
+
 def open_app(root: Path) -> AppTest:
     os.environ[ROOTS_ENV] = str(root)  # what `bailclio explore ROOT` gives the page
     at = AppTest.from_file(str(APP), default_timeout=60)

@@ -17,6 +17,7 @@ from depth_runs import FANOUTS, OUTLIER_NAME, FixedRuns
 from streamlit.testing.v1 import AppTest
 
 from bailclio.cli import main
+from bailclio.explorer import ROOTS_ENV
 from bailclio.explorer import data as D
 from bailclio.rundir import load_run
 from bailclio.taxonomy import curation as C
@@ -121,8 +122,11 @@ def test_explorer_tables_carry_every_level(fixed_runs: FixedRuns, depth: int) ->
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
-def test_explorer_draws_tree_sunburst_and_map_at_any_depth(fixed_runs: FixedRuns, depth: int) -> None:
+def test_explorer_draws_tree_sunburst_and_map_at_any_depth(
+    fixed_runs: FixedRuns, depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_dir = fixed_runs.run(depth)
+    monkeypatch.setenv(ROOTS_ENV, str(run_dir))  # what `bailclio explore RUN` gives the page
     run = load_run(run_dir)
     tax = run.taxonomy
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
