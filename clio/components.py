@@ -185,7 +185,14 @@ class LLMNamer:
         self.stage = stage
 
     def name(self, ctx: NamingContext) -> Naming:
+        from bailclio.naming import name_levels
+
         depth = ctx.hierarchy.depth
+        cfg = self.stage.cfg
+
+        def keyphrases_for(groups: np.ndarray) -> dict[int, dict[str, Any]]:
+            return name_levels(ctx.texts, ctx.space, [groups], ctx.is_outlier, cfg)[0]
+
         result = self.stage.names(
             summaries=ctx.texts,
             space=ctx.space,
@@ -195,7 +202,14 @@ class LLMNamer:
             fixed_leaves={g: n for (lv, g), n in ctx.fixed.items() if lv == depth - 1},
             vectors=ctx.vectors,
             embed=ctx.embed,
+            keyphrases_for=keyphrases_for,
         )
+        hierarchy = None
+        if result.parents is not None:
+            from bailclio.hierarchy import Hierarchy as Tree
+
+            info = {**ctx.hierarchy.info, **result.hierarchy_info}
+            hierarchy = Tree(result.parents, ctx.hierarchy.n_leaves, info)
         levels = [
             {g: NodeName(n.name, n.description, n.source, n.error, dict(n.extra)) for g, n in lvl.items()}
             for lvl in result.levels
@@ -207,13 +221,14 @@ class LLMNamer:
             levels,
             {
                 "naming": "llm" if n_llm else "keyphrases",
-                "hierarchy_note": "llm-named",
+                "hierarchy_note": "llm-named" if hierarchy is None else "rebuilt by the LLM",
                 "facet": facet.name if facet else None,
                 "llm_model": self.stage.model,
                 **self.stage.taxonomy_meta(),
                 "llm_named_nodes": n_llm,
                 "keyphrase_named_nodes": sum(s == "keyphrases" for s in sources),
             },
+            hierarchy=hierarchy,
         )
 
 

@@ -82,6 +82,16 @@ class NamingConfig(_Section):
     grounding: bool = True
     grounding_min_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
     grounding_siblings: int = Field(default=3, ge=1)
+    # The levels above the leaves (with an LLM): "structural" keeps the hierarchy builder's tree
+    # and has the LLM name it; "llm" is Clio's hierarchizer (bailclio.llm_hierarchy): per level
+    # the LLM proposes parent categories from the children's names, near-duplicate proposals are
+    # merged (names at least ``hierarchy_dedupe_similarity`` alike by the embedding model) and
+    # the LLM assigns every child to one of them, ``hierarchy_assign_batch`` children per call,
+    # choosing among the ``hierarchy_candidates`` categories nearest to them.
+    hierarchy: Literal["structural", "llm"] = "structural"
+    hierarchy_assign_batch: int = Field(default=16, ge=1, le=200)
+    hierarchy_candidates: int = Field(default=12, ge=2, le=200)
+    hierarchy_dedupe_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
 
 
 class LLMConfig(_Section):

@@ -90,6 +90,10 @@ class NodeName:
 class NamingResult:
     levels: list[dict[int, NodeName]]  # top, intermediate, leaf
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # set when the levels above the leaves were rebuilt (bailclio.llm_hierarchy): parents[d] maps
+    # each node of level d + 1 to its parent at level d, as in bailclio.hierarchy.Hierarchy
+    parents: list[np.ndarray] | None = None
+    hierarchy_info: dict[str, Any] = field(default_factory=dict)
 
 
 SYSTEM_PROMPT = (
@@ -400,6 +404,40 @@ def _finish(
     return out
 
 
+def name_leaves(
+    backend: LLMBackend,
+    *,
+    summaries: Sequence[str],
+    space: np.ndarray,
+    leaf_of_unique: np.ndarray,
+    fallback: dict[int, str],
+    fixed_leaves: dict[int, str],
+    cfg: Config,
+    grounder: Grounder | None = None,
+    subject: str = "Each item is a summary of one conversation.",
+) -> tuple[dict[int, NodeName], dict[str, Any]]:
+    """LLM names of the leaves (``fallback``: their keyphrase names), grounded when a
+    ``grounder`` is given; and the leaf stage's statistics."""
+    leaf_ids = sorted(fallback)
+    before = backend.stats()
+    todo = [g for g in leaf_ids if g not in fixed_leaves]
+    reqs = leaf_requests(summaries, space, leaf_of_unique, todo, cfg, subject)
+    first_ok: dict[str, int] = {}
+    answers = _ask(backend, reqs, cfg, "names: leaves", first_ok)
+    leaves = _finish(answers, todo, fallback)
+    for g, name in fixed_leaves.items():
+        leaves[g] = NodeName(name, None, "fixed")
+    grounded: dict[str, int] = {}
+    if grounder is not None:
+        grounded = _ground(
+            backend, leaves, reqs, leaf_of_unique, grounder, cfg, fallback,
+            desc="names: leaves", what=("members", "nearby conversations"), exclude=sorted(fixed_leaves),
+        )  # fmt: skip
+    _dedupe(leaves)
+    delta = stats_delta(before, backend.stats())
+    return leaves, {"nodes": len(leaf_ids), "requests": len(reqs), **first_ok, **grounded, **delta}
+
+
 def name_hierarchy(
     backend: LLMBackend,
     *,
@@ -418,24 +456,10 @@ def name_hierarchy(
     name is checked against its members (:func:`_ground`) before the level above is named."""
     depth = len(parents) + 1
     stats: dict[str, dict[str, Any]] = {}
-    leaf_ids = sorted(fallback[-1])
-    before = backend.stats()
-    todo = [g for g in leaf_ids if g not in fixed_leaves]
-    reqs = leaf_requests(summaries, space, leaf_of_unique, todo, cfg, subject)
-    first_ok: dict[str, int] = {}
-    answers = _ask(backend, reqs, cfg, "names: leaves", first_ok)
-    leaves = _finish(answers, todo, fallback[-1])
-    for g, name in fixed_leaves.items():
-        leaves[g] = NodeName(name, None, "fixed")
-    grounded: dict[str, int] = {}
-    if grounder is not None:
-        grounded = _ground(
-            backend, leaves, reqs, leaf_of_unique, grounder, cfg, fallback[-1],
-            desc="names: leaves", what=("members", "nearby conversations"), exclude=sorted(fixed_leaves),
-        )  # fmt: skip
-    _dedupe(leaves)
-    delta = stats_delta(before, backend.stats())
-    stats["leaf"] = {"nodes": len(leaf_ids), "requests": len(reqs), **first_ok, **grounded, **delta}
+    leaves, stats["leaf"] = name_leaves(
+        backend, summaries=summaries, space=space, leaf_of_unique=leaf_of_unique, fallback=fallback[-1],
+        fixed_leaves=fixed_leaves, cfg=cfg, grounder=grounder, subject=subject,
+    )  # fmt: skip
 
     levels: list[dict[int, NodeName]] = [{} for _ in range(depth - 1)] + [leaves]
     groups_of_unique: dict[int, np.ndarray] = {depth - 1: leaf_of_unique}
@@ -456,10 +480,7 @@ def name_hierarchy(
                 continue
             kids = children_of[p]
             if len(kids) == 1:  # a single child: its words describe the parent too
-                child = levels[level + 1][kids[0]]
-                named[p] = NodeName(child.name, child.description, child.source, child.error)
-                if child.source == "fixed":
-                    named[p].source = "fixed"
+                named[p] = inherit(levels[level + 1][kids[0]])
             else:
                 named[p] = NodeName(fallback[level][p], None, "keyphrases", "no children")
         grounded = {}
@@ -472,11 +493,21 @@ def name_hierarchy(
         levels[level] = named
         delta = stats_delta(before, backend.stats())
         stats[label] = {"nodes": len(ids), "requests": len(reqs), **first_ok, **grounded, **delta}
+    count_sources(levels, stats)
+    return NamingResult(levels, stats)
+
+
+def inherit(child: NodeName) -> NodeName:
+    """The name of a parent with a single child: the child's words describe it too."""
+    return NodeName(child.name, child.description, child.source, child.error)
+
+
+def count_sources(levels: list[dict[int, NodeName]], stats: dict[str, dict[str, Any]]) -> None:
+    """``llm_named`` and ``keyphrase_fallbacks`` per level, into each level's statistics."""
     for level, nodes in enumerate(levels):
-        st = stats[level_name(level, depth)]
+        st = stats.setdefault(level_name(level, len(levels)), {})
         st["llm_named"] = sum(n.source == "llm" for n in nodes.values())
         st["keyphrase_fallbacks"] = sum(n.source == "keyphrases" for n in nodes.values())
-    return NamingResult(levels, stats)
 
 
 __all__ = [
@@ -485,6 +516,9 @@ __all__ = [
     "NodeName",
     "leaf_requests",
     "level_name",
+    "count_sources",
+    "inherit",
     "name_hierarchy",
+    "name_leaves",
     "parent_requests",
 ]

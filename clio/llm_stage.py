@@ -232,10 +232,14 @@ class LLMStage:
         fixed_leaves: dict[int, str],
         vectors: np.ndarray | None = None,
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        keyphrases_for: Callable[[np.ndarray], dict[int, dict[str, Any]]] | None = None,
     ) -> NamingResult:
         """LLM names for every node; with ``vectors`` (the embeddings of ``summaries``), ``embed``
         (the model that made them) and ``naming.grounding`` on, each name is checked against its
-        members (:mod:`bailclio.grounding`)."""
+        members (:mod:`bailclio.grounding`). With ``naming.hierarchy = "llm"`` and more than one
+        level, the levels above the leaves are rebuilt by the LLM (:mod:`bailclio.llm_hierarchy`;
+        ``keyphrases_for(groups)`` gives the keyphrase names of a new grouping) and the result's
+        ``parents`` holds the new tree."""
         grounder = None
         if vectors is not None and embed is not None and self.cfg.naming.grounding:
             from bailclio.grounding import Grounder
@@ -246,18 +250,36 @@ class LLMStage:
                 min_margin=self.cfg.naming.grounding_min_margin,
                 siblings=self.cfg.naming.grounding_siblings,
             )
-        result = name_hierarchy(
-            self.backend,
-            summaries=summaries,
-            space=space,
-            leaf_of_unique=leaf_of_unique,
-            parents=parents,
-            fallback=[{g: meta["name"] for g, meta in lvl.items()} for lvl in levels],
-            fixed_leaves=fixed_leaves,
-            cfg=self.cfg,
-            grounder=grounder,
-            subject=self.subject(),
-        )
+        fallback = [{g: meta["name"] for g, meta in lvl.items()} for lvl in levels]
+        if self.cfg.naming.hierarchy == "llm" and parents and keyphrases_for is not None:
+            from bailclio.llm_hierarchy import build_and_name
+
+            result = build_and_name(
+                self.backend,
+                summaries=summaries,
+                space=space,
+                leaf_of_unique=leaf_of_unique,
+                parents=parents,
+                leaf_fallback=fallback[-1],
+                keyphrases_for=keyphrases_for,
+                fixed_leaves=fixed_leaves,
+                cfg=self.cfg,
+                grounder=grounder,
+                subject=self.subject(),
+            )
+        else:
+            result = name_hierarchy(
+                self.backend,
+                summaries=summaries,
+                space=space,
+                leaf_of_unique=leaf_of_unique,
+                parents=parents,
+                fallback=fallback,
+                fixed_leaves=fixed_leaves,
+                cfg=self.cfg,
+                grounder=grounder,
+                subject=self.subject(),
+            )
         for level, st in result.stats.items():
             self.stages[f"names_{level}"] = st
         checked = sum(st.get("grounding_checked", 0) for st in result.stats.values())

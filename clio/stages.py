@@ -116,6 +116,9 @@ class Naming:
 
     levels: list[dict[int, NodeName]]
     meta: dict[str, Any] = field(default_factory=dict)
+    # a namer that also rebuilt the levels above the leaves (Clio's LLM hierarchy) returns the
+    # new tree here; ``levels`` are then numbered as its nodes
+    hierarchy: Hierarchy | None = None
 
 
 @runtime_checkable

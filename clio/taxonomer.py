@@ -314,6 +314,14 @@ class Taxonomer:
             announce=hasattr(namer, "stage_name"),
         )
 
+        if naming.hierarchy is not None:  # the namer rebuilt the levels above the leaves
+            hier = _checked_tree(naming.hierarchy, hier)
+            groups_of_unique = hier.groups(leaf_of_unique)
+            levels = name_levels(texts, space, groups_of_unique, clustering.is_outlier, cfg)
+            named_sizes = [len(lvl) for lvl in naming.levels]
+            if named_sizes != hier.sizes:
+                raise ValueError(f"namer: {named_sizes} names for levels of {hier.sizes}")
+
         # Per-row arrays.
         row_groups = [g[row_to_unique] for g in groups_of_unique]
         outlier_r = clustering.is_outlier[row_to_unique]
@@ -510,6 +518,20 @@ class Taxonomer:
         ref = reference(run, vectors=None if self.embeddings_ is None else self.embeddings_)
         self.transform_rejects_ = list(ing.rejects)
         return place_rows(run, ref, ing.frame, X, method=method, k=k, quantile=quantile)
+
+
+def _checked_tree(new: Any, old: Any) -> Any:
+    """A namer's rebuilt hierarchy, if it is one: same leaves and depth, every node of a level
+    under exactly one node of the level above, the levels numbered 0.. without gaps."""
+    if new.depth != old.depth or len(new.parents[-1]) != len(old.parents[-1]):
+        raise ValueError(f"namer: a hierarchy of sizes {new.sizes} for the structural {old.sizes}")
+    for d, p in enumerate(new.parents):
+        n_up = int(p.max()) + 1 if len(p) else 0
+        if len(p) == 0 or p.min() < 0 or set(np.unique(p).tolist()) != set(range(n_up)):
+            raise ValueError(f"namer: level {d} of the rebuilt hierarchy has empty or negative nodes")
+        if d > 0 and len(new.parents[d - 1]) != n_up:
+            raise ValueError(f"namer: level {d} has {len(new.parents[d - 1])} nodes but {n_up} are parents")
+    return new
 
 
 def _rows_of(ing: Ingested, vectors: np.ndarray, what: str) -> np.ndarray:

@@ -58,6 +58,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.grounding",
             "bailclio.facets",
             "bailclio.llm_naming",
+            "bailclio.llm_hierarchy",
             "bailclio.llm_stage",
             "bailclio.detect",
             "bailclio.detect.protocol",
