@@ -7,11 +7,12 @@ import contextlib
 import importlib
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 
 from bailclio import __version__
-from bailclio.errors import UserError
+from bailclio.errors import LLMUnavailable, UserError
 
 # Each name is a module in clio/commands exposing ``register(subparsers)``.
 COMMANDS = ("run", "show", "explore", "export", "assign", "diff", "eval", "detect")
@@ -94,8 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cli_logging():
             return int(args.func(args) or 0)
+    except LLMUnavailable as exc:
+        hint = ""
+        if exc.resumable:
+            hint = (
+                " (resume with: " + shlex.join(["bailclio", *(sys.argv[1:] if argv is None else argv)]) + ")"
+            )
+        print(f"bailclio {args.command}: error: {exc}{hint}", file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         print(f"bailclio {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # a path the file system refuses (unwritable --out, full disk, ...)
+        if exc.filename is None:
+            raise
+        print(f"bailclio {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -104,6 +104,13 @@ class LLMConfig(_Section):
     # A CPU server answering one request at a time takes minutes for a queued call.
     timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    # commands check the server before any work (GET /models, else a 1-token request)
+    preflight: bool = True
+    preflight_timeout_s: float = Field(default=15.0, gt=0)
+    # circuit breaker: stop when this share of the last `breaker_window` attempts failed for
+    # transport reasons (connection refused/reset, timeouts, 5xx); 0 turns it off
+    breaker_window: int = Field(default=16, ge=0)
+    breaker_threshold: float = Field(default=0.75, gt=0.0, le=1.0)
     temperature: float = Field(default=0.0, ge=0.0)
     max_tokens: int = Field(default=512, ge=1)
     max_calls: int | None = Field(default=None, ge=1)

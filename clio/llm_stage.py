@@ -87,6 +87,7 @@ class LLMStage:
         self.model = str(getattr(backend, "model", None) or cfg.llm.model)
         self.stages: dict[str, dict[str, Any]] = {}
         self.facet_fallback_rows = 0
+        self.naming_failures = 0
         self.clustering: dict[str, Any] = {}
         self.grounding: dict[str, Any] = {}
         self.warnings: list[str] = []
@@ -282,6 +283,13 @@ class LLMStage:
             )
         for level, st in result.stats.items():
             self.stages[f"names_{level}"] = st
+        # nodes left with keyphrase names because naming failed (not those whose LLM name did not
+        # fit its members: that is the grounding check working)
+        self.naming_failures = sum(
+            n.source == "keyphrases" and not str(n.error or "").startswith("ungrounded")
+            for level in result.levels
+            for n in level.values()
+        )
         checked = sum(st.get("grounding_checked", 0) for st in result.stats.values())
         if grounder is not None:
             ok = sum(
@@ -329,6 +337,32 @@ class LLMStage:
             f"({self.facet_fallback_rows} rows clustered on their text, unnamed nodes keep keyphrase "
             f"names); rerun with a larger budget to continue from the cache at {self.cache_path}"
         )
+
+    def incomplete_reasons(self) -> list[str]:
+        """Why the LLM stage is only partly done (empty when every row got its facet answer and
+        every node its LLM name): the run's ``status`` is then ``"incomplete"``."""
+        out = []
+        facets = self.stages.get("facets", {})
+        failed = int(facets.get("failed_rows", 0))
+        if failed:
+            reasons = ", ".join(f"{k}: {v}" for k, v in list(facets.get("failure_reasons", {}).items())[:3])
+            space = self.clustering.get("clustered_on")
+            where = (
+                "every row is clustered on its raw text"
+                if space == "text"
+                else "they are clustered on their raw text beside the summaries of the others"
+            )
+            out.append(
+                f"{failed} of {facets.get('rows', failed)} rows have no facet answer ({reasons}); {where}"
+            )
+        unnamed = self.naming_failures
+        if unnamed > 0:
+            out.append(
+                f"{unnamed} nodes keep their keyphrase name (LLM naming failed; name_error in taxonomy.json)"
+            )
+        if self.budget_exhausted:
+            out.append("the LLM budget was reached")
+        return out
 
     def subject(self) -> str:
         """What the namer is told the items it reads are."""

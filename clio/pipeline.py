@@ -8,7 +8,11 @@ With ``llm.backend`` set (:mod:`bailclio.llm_stage`), facet summaries are writte
 clustered instead of the texts, and LLM names replace the keyphrase names after the hierarchy;
 without it, nothing of this runs and the outputs are those of the keyphrase pipeline.
 The manifest (written last, so a half-written directory is never mistaken for a run) records the
-config, package versions, seed, input hash, counts and per-stage timings.
+config, package versions, seed, input hash, counts, per-stage timings and the run's ``status``
+("complete", or "incomplete" when part of the LLM stage failed, with the reasons).
+The run is built in a hidden staging directory beside ``out`` and takes its place in one rename
+once complete (:func:`bailclio.rundir.building`): a failed or killed run leaves the previous run
+at ``out`` as it was.
 
 Example::
 
@@ -64,12 +68,29 @@ def run(
     holds anything but a run, replaced with ``force``). ``taxonomer`` (configured with ``cfg``)
     supplies other stages than the defaults. Above ``[scale] fit_sample`` rows the taxonomy is
     fitted on a sample and the other rows are placed in it (:mod:`bailclio.scale`)."""
+    from bailclio import rundir
+
+    dest = rundir.check_out_dir(out, force)  # refused before any work
     if taxonomer is None:
         from bailclio.scale import run_sampled, sampling_plan
 
         plan = sampling_plan(input_path, cfg)
         if plan is not None:
-            return RunResult(*run_sampled(input_path, out, cfg, plan, force=force, progress=progress))
+            with rundir.building(dest, force) as staging:
+                _, manifest, taxonomy, assignments = run_sampled(
+                    input_path, staging, cfg, plan, force=True, progress=progress
+                )
+            return RunResult(dest, manifest, taxonomy, assignments)
+    with rundir.building(dest, force) as staging:
+        result, tx = _run_into(staging, input_path, cfg, progress=progress, taxonomer=taxonomer)
+    tx.path_ = dest
+    result.path = dest
+    return result
+
+
+def _run_into(
+    out_dir: Path, input_path: str | Path, cfg: Config, *, progress: bool, taxonomer: Taxonomer | None
+) -> tuple[RunResult, Taxonomer]:
     started = datetime.now(UTC)
     t_all = time.perf_counter()
     tx = taxonomer or Taxonomer(cfg, progress=progress)
@@ -87,7 +108,6 @@ def run(
         ),
         announce=False,
     )
-    out_dir = prepare_out_dir(out, force)
     if ing.rejects:
         from bailclio import rundir
 
@@ -104,4 +124,4 @@ def run(
     if tx.budget_message_:
         log.warning(f"[bailclio] {tx.budget_message_}")
     assert tx.taxonomy_ is not None and tx.assignments_ is not None
-    return RunResult(out_dir, tx.manifest_, tx.taxonomy_, tx.assignments_, ing.rejects)
+    return RunResult(out_dir, tx.manifest_, tx.taxonomy_, tx.assignments_, ing.rejects), tx

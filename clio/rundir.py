@@ -20,8 +20,10 @@ Only this module knows the file names. Layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.taxonomy.edits import CurationError, apply_edits, check_log, log_document
 from bailclio.taxonomy.model import READABLE_FORMAT_VERSIONS, Taxonomy, TaxonomyError
@@ -46,6 +49,7 @@ DETECTIONS = "detections.parquet"
 BAILS = "bails.parquet"
 DETECT_SUMMARY = "summary.json"
 LLM_CACHE = "llm_cache.sqlite"
+COUNT_KEYS = ("rows_read", "rejected", "accepted")  # what every manifest's "counts" holds
 REQUIRED = (MANIFEST, CONVERSATIONS, ASSIGNMENTS, TAXONOMY)
 ASSIGNMENT_COLUMNS = ("conversation_id", "leaf_id", "top_id", "path", "is_outlier", "x", "y")
 
@@ -102,12 +106,22 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{p / MANIFEST}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{p / MANIFEST}: cannot read: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise UserError(f"{p / MANIFEST}: expected a JSON object, got {type(manifest).__name__}")
     version = manifest.get("format_version")
     if version not in READABLE_FORMAT_VERSIONS:
         raise UserError(
             f"{p}: run format version {version!r} is not supported by this bailclio "
             f"(reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); "
             "rerun `bailclio run` to rebuild it"
+        )
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict) or not all(isinstance(counts.get(k), int) for k in COUNT_KEYS):
+        raise UserError(
+            f"{p / MANIFEST}: 'counts' is missing or lacks {', '.join(COUNT_KEYS)}; "
+            "rerun `bailclio run` to rebuild the run"
         )
     return manifest
 
@@ -174,6 +188,37 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     tmp.replace(path)
+
+
+def check_out_dir(out: str | Path, force: bool) -> Path:
+    """Refuse ``out`` unless it is absent, empty, or (with ``force``) a run or a folder holding
+    only rejects, which its replacement will take the place of. Nothing is changed."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{p}: exists and is not a directory")
+    if p.exists() and any(p.iterdir()):
+        if not force:
+            raise UserError(f"{p}: output directory is not empty (use --force to replace it)")
+        if not is_run_dir(p) and not (p / REJECTS).exists():
+            raise UserError(f"{p}: not empty and not a run directory; refusing to replace it")
+    return p
+
+
+@contextlib.contextmanager
+def building(out: str | Path, force: bool) -> Iterator[Path]:
+    """A staging directory beside ``out`` to write a run into; when the block completes it takes
+    the place of ``out`` in one rename (the previous run there is deleted only then); when the
+    block raises, or the process is killed, ``out`` is left as it was. What killed runs left
+    beside ``out`` is removed first."""
+    dest = check_out_dir(out, force)
+    atomic.remove_stale(dest)
+    try:
+        with atomic.replacing_dir(dest) as staging:
+            yield staging
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) in (dest, dest.parent):
+            raise UserError(f"{dest}: cannot write the run there: {exc.strerror}") from exc
+        raise
 
 
 def prepare_out_dir(out: str | Path, force: bool) -> Path:

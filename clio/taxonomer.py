@@ -201,8 +201,12 @@ class Taxonomer:
         }
         if stage is not None:
             counts["facet_fallback_rows"] = stage.facet_fallback_rows
+        incomplete = stage.incomplete_reasons() if stage is not None else []
         self.manifest_ = {
             "format_version": FORMAT_VERSION,
+            # "complete", or "incomplete" when part of the LLM stage failed (why: "incomplete")
+            "status": "incomplete" if incomplete else "complete",
+            "incomplete": incomplete,
             "bailclio_version": __version__,
             "created_at": started.isoformat(timespec="seconds"),
             "seed": cfg.seed,
@@ -409,10 +413,12 @@ class Taxonomer:
     def save(self, path: str | Path, *, force: bool = False) -> Path:
         """Write the fitted state as a run directory (readable by every command and the explorer)."""
         self._check_fitted()
-        out_dir = rundir.prepare_out_dir(path, force)
-        if self.rejects_:
-            rundir.write_rejects(out_dir, self.rejects_)
-        return self.write(out_dir)
+        with rundir.building(path, force) as staging:  # the previous run stays until this is whole
+            if self.rejects_:
+                rundir.write_rejects(staging, self.rejects_)
+            self.write(staging)
+        self.path_ = Path(path)
+        return self.path_
 
     def write(self, out_dir: Path, *, timer: Timer | None = None, t_start: float | None = None) -> Path:
         """Write into ``out_dir`` (already prepared); the manifest last."""

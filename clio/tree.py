@@ -63,17 +63,20 @@ def level_sizes(manifest: dict[str, Any], taxonomy: Taxonomy | None = None) -> l
 def print_summary(
     manifest: dict[str, Any], path: Any, file: IO[str] = sys.stdout, taxonomy: Taxonomy | None = None
 ) -> None:
-    c = manifest["counts"]
-    t = manifest["timings_s"]
+    c = manifest.get("counts") or {}
+    t = manifest.get("timings_s") or {}
+    outliers = c.get("outliers", 0)
     print(
         f"\nrun directory: {path}\n"
-        f"rows read {c['rows_read']}, rejected {c['rejected']}, accepted {c['accepted']} "
-        f"({c['duplicates_collapsed']} exact duplicates collapsed)\n"
+        f"rows read {c.get('rows_read', '?')}, rejected {c.get('rejected', '?')}, accepted "
+        f"{c.get('accepted', '?')} ({c.get('duplicates_collapsed', 0)} exact duplicates collapsed)\n"
         f"{structure_line(level_sizes(manifest, taxonomy))}; "
-        f"{c['outliers']} outliers ({100.0 * c['outliers'] / max(c['accepted'], 1):.1f}%) "
+        f"{outliers} outliers ({100.0 * outliers / max(c.get('accepted') or 0, 1):.1f}%) "
         f"attached to their nearest leaf\n"
-        f"time {t['total']:.1f} s",
+        f"time {float(t.get('total', 0.0)):.1f} s",
         file=file,
     )
-    if c["rejected"]:
+    if manifest.get("status") == "incomplete":
+        print("status: INCOMPLETE: " + "; ".join(manifest.get("incomplete") or []), file=file)
+    if c.get("rejected"):
         print(f"rejected rows are listed in {path}/rejects.jsonl", file=file)

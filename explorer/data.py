@@ -48,6 +48,9 @@ def describe_run(path: str | Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         info["error"] = f"unreadable manifest: {exc}".splitlines()[0]
         return info
+    if not isinstance(m, dict):
+        info["error"] = f"unreadable manifest: a JSON {type(m).__name__}, not an object"
+        return info
     cfg = m.get("config", {}) if isinstance(m.get("config"), dict) else {}
     llm = cfg.get("llm", {}) or {}
     try:

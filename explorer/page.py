@@ -279,6 +279,8 @@ def view_taxonomy(ex: D.Explorer) -> None:
         f"created {m.get('created_at', '?')}"
         + (f" · {m['curation']['edits']} curation edits applied" if m.get("curation") else "")
     )
+    if m.get("status") == "incomplete":  # part of the LLM stage failed: said, never hidden
+        st.warning("Incomplete run: " + "; ".join(str(r) for r in m.get("incomplete") or []))
     left, right = st.columns([1, 1])
     with left:
         tax = ex.taxonomy

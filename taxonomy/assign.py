@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.taxonomy.assign_llm import DEFAULT_SHORTLIST
 from bailclio.taxonomy.export import conversation_as_json_text
@@ -192,19 +193,38 @@ def _topk(Q: np.ndarray, R: np.ndarray, k: int, exclude_self: bool = False, chun
     return idx, sim
 
 
+# where a run has too few rows to calibrate on: a cosine distance beyond which texts rarely share
+# a topic (MiniLM-style models)
+UNCALIBRATED_THRESHOLD = 0.6
+
+
+RUN_COLUMN = "run_dir"  # assign's CSV output: the run directory it was placed in
+
+
 def _knn_distance(sim: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - sim, 0.0, 2.0).mean(axis=1)
 
 
+def _uncalibrated(why: str) -> float:
+    import logging
+
+    logging.getLogger("bailclio").warning(
+        f"[bailclio] warning: the distance threshold cannot be calibrated ({why}); rows farther than "
+        f"{UNCALIBRATED_THRESHOLD} (cosine distance) from the run are left unassigned"
+    )
+    return UNCALIBRATED_THRESHOLD
+
+
 def calibrate(ref: Reference, method: str, k: int, quantile: float) -> float:
-    """The distance threshold: the ``quantile`` of the run's own rows' distances."""
+    """The distance threshold: the ``quantile`` of the run's own rows' distances (a fixed
+    :data:`UNCALIBRATED_THRESHOLD`, with a warning, where the run has too few rows to measure)."""
     if not 0.0 < quantile <= 1.0:
         raise UserError(f"--threshold-quantile must be in (0, 1], got {quantile}")
     if quantile >= 1.0:
         return float("inf")
     if method == "knn":
         if ref.vectors.shape[0] < 2:
-            return float("inf")
+            return _uncalibrated(f"the run has {ref.vectors.shape[0]} row")
         _, sim = _topk(ref.vectors, ref.vectors, k, exclude_self=True)
         d = _knn_distance(sim)
     else:
@@ -216,7 +236,7 @@ def calibrate(ref: Reference, method: str, k: int, quantile: float) -> float:
         norm = np.linalg.norm(rest, axis=1)
         alone = norm < 1e-6  # a leaf of one row
         if alone.all():
-            return float("inf")
+            return _uncalibrated("every leaf of the run has one row")
         own = np.einsum("ij,ij->i", ref.vectors[~alone], rest[~alone]) / norm[~alone]
         d = 1.0 - own
     return float(np.quantile(d, quantile))
@@ -482,24 +502,27 @@ def default_out(run: Run, input_path: str | Path) -> Path:
 
 def write_output(frame: pl.DataFrame, out: Path, run: Run, model_key: str) -> None:
     """Parquet (with the run's path and embedding model in its metadata) or CSV, by extension."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
-    tmp = out.with_name(out.name + ".tmp")
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = frame.to_arrow()
-        meta = dict(table.schema.metadata or {})
-        meta[META_RUN] = str(run.path.resolve()).encode()
-        meta[META_MODEL] = model_key.encode()
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
-    elif suffix == ".csv":
-        frame = conversation_as_json_text(frame)
-        frame = frame.with_columns(pl.col("path").list.join("/"))
-        frame.write_csv(tmp)
-    else:
+    if suffix not in (".parquet", ".csv"):
         raise UserError(f"{out}: output must end in .parquet or .csv")
-    tmp.replace(out)
+
+    def write(tmp: Path) -> None:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = frame.to_arrow()
+            meta = dict(table.schema.metadata or {})
+            meta[META_RUN] = str(run.path.resolve()).encode()
+            meta[META_MODEL] = model_key.encode()
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+        else:  # CSV has no metadata: a column names the run (read by diff)
+            text = conversation_as_json_text(frame).with_columns(
+                pl.col("path").list.join("/"), pl.lit(str(run.path.resolve())).alias(RUN_COLUMN)
+            )
+            text.write_csv(tmp)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_file(out, write)  # the previous file is replaced only once this one is whole
 
 
 def read_output_run(path: str | Path) -> str | None:
@@ -516,6 +539,13 @@ def read_output_run(path: str | Path) -> str | None:
             raise UserError(f"{p}: cannot read Parquet: {exc}".splitlines()[0]) from exc
         if META_RUN in meta and is_run_dir(meta[META_RUN].decode()):
             return meta[META_RUN].decode()
+    elif p.suffix.lower() == ".csv":
+        try:
+            head = pl.read_csv(p, n_rows=1, columns=[RUN_COLUMN], infer_schema_length=0)
+        except Exception:  # noqa: BLE001 - no such column: not named, look at the folder
+            head = None
+        if head is not None and head.height and is_run_dir(str(head[RUN_COLUMN][0])):
+            return str(head[RUN_COLUMN][0])
     if is_run_dir(p.parent):
         return str(p.parent)
     return None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.stats import wilson_interval
 
@@ -346,7 +347,12 @@ def plot(result: dict[str, Any], out: str | Path, top: int = 15) -> Path:
     ax.set_title(f"Largest changes at level {result['level']}")
     fig.tight_layout()
     p = Path(out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
+    fmt = p.suffix.lstrip(".").lower() or "png"
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
+    except ValueError as exc:  # a format matplotlib cannot write
+        raise UserError(f"{p}: cannot write a plot: {exc}".splitlines()[0]) from exc
+    finally:
+        plt.close(fig)
     return p

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.taxonomy.model import level_stems
 
@@ -64,13 +65,17 @@ class Dropped:
 
 
 def last_user_turn(turns: list[dict[str, Any]] | None) -> str:
-    """The content of the last user turn (the last turn's, if no turn is the user's)."""
+    """The content of the last user turn with visible text (else the last turn with any, so an
+    exported row is never empty where the conversation had text)."""
     if not turns:
         return ""
     for turn in reversed(turns):
-        if (turn.get("role") or "").lower() == "user":
-            return turn.get("content") or ""
-    return turns[-1].get("content") or ""
+        if (turn.get("role") or "").lower() == "user" and str(turn.get("content") or "").strip():
+            return str(turn.get("content"))
+    for turn in reversed(turns):
+        if str(turn.get("content") or "").strip():
+            return str(turn.get("content"))
+    return ""
 
 
 def aligned_conversations(run: Run) -> pl.DataFrame:
@@ -178,12 +183,13 @@ def default_out(run: Run, fmt: str, level: int | None) -> Path:
 
 
 def write_frame(frame: pl.DataFrame, fmt: str, out: Path) -> None:
+    def write(tmp: Path) -> None:
+        if fmt in ("bailbench", "csv"):
+            frame.write_csv(tmp, quote_style="necessary", line_terminator="\n")
+        elif fmt == "jsonl":
+            frame.write_ndjson(tmp)
+        else:
+            frame.write_parquet(tmp)
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if fmt in ("bailbench", "csv"):
-        frame.write_csv(tmp, quote_style="necessary", line_terminator="\n")
-    elif fmt == "jsonl":
-        frame.write_ndjson(tmp)
-    else:
-        frame.write_parquet(tmp)
-    tmp.replace(out)
+    atomic.write_file(out, write)  # the previous file is replaced only once this one is whole

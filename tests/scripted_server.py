@@ -52,7 +52,13 @@ Behaviours a :class:`Reply` can script:
   response); malformed or truncated *content* is just ``Reply(text='{"label": "ab')``.
 * ``finish_reason``, ``prompt_tokens``, ``completion_tokens`` override the computed values.
 
-``ScriptedServer(supports_logprobs=False)`` ignores ``logprobs`` (``"logprobs": null``), like
+Failures of a whole server: ``srv.die_after(n)`` lets ``n`` more chat requests through, then the
+server dies like a killed process (stops listening, so new connections are refused, and drops
+every open connection without answering); :func:`closed_port` gives a port nothing listens on;
+:class:`SilentServer` accepts connections and never answers (a hung server).
+
+``ScriptedServer(serves_models=False)`` answers ``GET /v1/models`` with 404, like servers without
+that route. ``ScriptedServer(supports_logprobs=False)`` ignores ``logprobs`` (``"logprobs": null``), like
 servers and APIs without them. ``ScriptedServer(supports_json_schema=False)`` answers
 ``response_format: json_schema`` with HTTP 400 like servers without structured output. A prefill
 request (``continue_final_message: true``) must end with an assistant message and set
@@ -189,6 +195,7 @@ class ScriptedServer:
         supports_json_schema: bool = True,
         supports_logprobs: bool = True,
         supports_prompt_logprobs: bool = True,
+        serves_models: bool = True,
         port: int = 0,
     ) -> None:
         self.handler = handler
@@ -197,6 +204,7 @@ class ScriptedServer:
         self.supports_json_schema = supports_json_schema
         self.supports_logprobs = supports_logprobs
         self.supports_prompt_logprobs = supports_prompt_logprobs
+        self.serves_models = serves_models
         self._vocab: dict[bytes, int] = {}
         self.port = port
         self.requests: list[dict[str, Any]] = []
@@ -210,6 +218,8 @@ class ScriptedServer:
         self._ready = threading.Event()
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._start_error: BaseException | None = None
+        self._die_at: int | None = None
+        self.dead = False
 
     # ---- scripting ---------------------------------------------------------------------------
     def push(self, *replies: Reply | str) -> None:
@@ -227,6 +237,19 @@ class ScriptedServer:
         self.requests.clear()
         self._queue.clear()
         self.max_in_flight = self.in_flight
+
+    def die_after(self, n: int) -> None:
+        """After ``n`` more chat requests, die: stop listening and drop every connection."""
+        self._die_at = len(self.requests) + n
+
+    def _die(self) -> None:
+        self.dead = True
+        if self._server is not None:
+            self._server.close()
+        current = asyncio.current_task()
+        for task in list(self._conn_tasks):
+            if task is not current:
+                task.cancel()
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Wait until no chat request is being handled (e.g. one the client gave up on)."""
@@ -350,7 +373,10 @@ class ScriptedServer:
         return True
 
     async def _dispatch(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> bool:
-        if path.rstrip("/") in ("/v1/models", "/models"):
+        if self.dead:
+            writer.transport.abort()
+            return False
+        if path.rstrip("/") in ("/v1/models", "/models") and self.serves_models:
             if method != "GET":
                 return await self._send(writer, 405, _error("method not allowed", 405))
             data = [{"id": self.model, "object": "model", "created": 0, "owned_by": "scripted"}]
@@ -366,6 +392,10 @@ class ScriptedServer:
         except ValueError as exc:
             return await self._send(writer, 400, _error(f"invalid JSON body: {exc}", 400))
         self.requests.append(body)
+        if self._die_at is not None and len(self.requests) > self._die_at:
+            self._die()
+            writer.transport.abort()
+            return False
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -596,3 +626,51 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port that nothing listens on (connections to it are refused)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SilentServer:
+    """A hung server on 127.0.0.1: accepts connections, reads what is sent, never answers."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = int(self._sock.getsockname()[1])
+        self._conns: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="silent-llm-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self._conns.append(conn)
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for c in self._conns:
+            c.close()
+        self._sock.close()

@@ -79,8 +79,12 @@ def test_an_explicit_facet_that_fits_no_row_is_not_clustered_and_the_run_says_so
          "--model", MODEL, "--llm-cache", str(tmp_path / "c.sqlite"), "--facet", "bail_reason",
          "--min-cluster-size", "4"]
     )  # fmt: skip
-    assert code == 0
     printed = capsys.readouterr()
+    assert code == 0, [
+        (n["id"], n.get("name_source"), n.get("name_error"))
+        for n in json.loads((out / "taxonomy.json").read_text())["nodes"]
+        if n.get("name_source") != "llm"
+    ]
     manifest = json.loads((out / "manifest.json").read_text())
     clustering = manifest["llm"]["clustering"]
     assert clustering["facet"] == "bail_reason" and clustering["facet_chosen_by"] == "config"

@@ -139,6 +139,7 @@ def test_facet_columns_hold_the_replies(main_run: Done, rows: list[dict[str, Any
         assert rec["facet_language"] == "English"
         assert rec["facets_error"] is None
     assert main_run.result.manifest["counts"]["facet_fallback_rows"] == 0
+    assert main_run.result.manifest["status"] == "complete" and main_run.result.manifest["incomplete"] == []
 
 
 def test_clusters_are_built_on_the_chosen_facet(main_run: Done) -> None:
@@ -323,6 +324,9 @@ def test_failed_calls_fall_back_visibly_and_never_drop_rows(
     assert llm["facets"]["failed_rows"] == 10 and llm["facets"]["clustered_on_text"] == 10
     assert res.manifest["counts"]["facet_fallback_rows"] == 10
     assert "10 of 80 rows have no facet answer" in err
+    assert res.manifest["status"] == "incomplete"
+    why = " | ".join(res.manifest["incomplete"])
+    assert "10 of 80 rows have no facet answer (http 500" in why and "raw text" in why
 
     themes: dict[str, set[str]] = {}
     for cid, leaf in res.assignments.select("conversation_id", "leaf_id").iter_rows():
@@ -358,12 +362,14 @@ def test_budget_stops_calls_cleanly_with_a_clear_message(
         ]
     )  # fmt: skip
     captured = capsys.readouterr()
-    assert code == 0
+    assert code == 4  # written, but incomplete
     assert len(server.requests) == 20
     assert "LLM budget reached (llm.max_calls = 20)" in captured.err
     assert "(budget reached)" in captured.out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["llm"]["budget_exhausted"] is True
+    assert manifest["status"] == "incomplete" and "the LLM budget was reached" in manifest["incomplete"]
+    assert "status: INCOMPLETE" in captured.err
     facets = manifest["llm"]["stages"]["facets"]
     assert (facets["ok_rows"], facets["failed_rows"]) == (20, 60)
     assert facets["failure_reasons"] == {"budget": 60}

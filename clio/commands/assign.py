@@ -82,6 +82,12 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(run, args.new_input)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UserError(f"{out}: output must end in .parquet or .csv")
+    if not Path(args.new_input).exists():
+        raise UserError(f"{args.new_input}: no such file")
+    if cfg is not None:
+        from bailclio.llm import preflight
+
+        preflight(cfg.llm)  # an unreachable server: one line before any embedding
     result = assign_input(
         run,
         args.new_input,

@@ -18,14 +18,31 @@ from bailclio.commands.options import (
     llm_overrides,
 )
 from bailclio.config import load_config
-from bailclio.errors import UserError
+from bailclio.errors import EXIT_INCOMPLETE, UserError
+
+EXIT_STATUSES = """exit status:
+  0    the run is complete (manifest.json: status = "complete")
+  2    bad input, option, config or output directory (one line on stderr; nothing replaced)
+  3    the LLM server is unreachable (checked before any work) or kept failing during the LLM
+       stage (stopped early; completed calls stay in the LLM cache, rerun to resume; nothing
+       replaced)
+  4    the run was written but part of the LLM stage failed (rows clustered on raw text, nodes
+       with keyphrase names, budget reached): manifest.json status = "incomplete", reasons in
+       its "incomplete" list and on stderr
+  130  interrupted; the previous run at --out is left as it was
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="build a hierarchical taxonomy from conversations",
-        description="Build a hierarchical taxonomy from conversations into a run directory.",
+        description=(
+            "Build a hierarchical taxonomy from conversations into a run directory. The run is "
+            "built beside --out and takes its place only when complete."
+        ),
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="input file: .jsonl .json .parquet .csv .tsv")
     add_out_option(p, "run directory (default: runs/<input>-<time>)")
@@ -88,6 +105,19 @@ def main(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
     out = args.out or f"runs/{Path(args.input).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    from bailclio.rundir import check_out_dir
+
+    check_out_dir(out, args.force)
+    if not Path(args.input).exists():
+        raise UserError(f"{args.input}: no such file")
+    if cfg.llm.backend != "none":
+        try:
+            cfg.cluster_facet()  # config mistakes are reported before the server is asked
+        except ValueError as exc:
+            raise UserError(f"config: {exc}") from exc
+        from bailclio.llm import preflight
+
+        preflight(cfg.llm)  # an unreachable LLM server is an error before any work
     result = run(args.input, out, cfg, force=args.force, progress=not args.quiet)
     # the tree needs the taxonomy and the row count, not the conversations' texts
     run = Run(result.path, result.manifest, pl.DataFrame(), result.assignments, result.taxonomy)
@@ -105,4 +135,8 @@ def main(args: argparse.Namespace) -> int:
         )
         for warning in llm.get("warnings", []):
             print(f"warning: {warning}", file=sys.stdout)
+    incomplete = result.manifest.get("incomplete") or []
+    if incomplete:
+        print(f"status: INCOMPLETE run written to {result.path}: " + "; ".join(incomplete), file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0

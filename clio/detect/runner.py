@@ -74,7 +74,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel
 
-from bailclio import rundir
+from bailclio import atomic, rundir
 from bailclio.config import Config
 from bailclio.detect import protocol, scoring
 from bailclio.errors import UserError
@@ -900,12 +900,6 @@ def rates_table(rates: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
-
-
 def run_detect(
     input_path: str | Path,
     out_dir: str | Path,
@@ -945,14 +939,18 @@ def run_detect(
             rejects.append({"line": line, "field": "conversation", "reason": "no user turn to score"})
     convs = [c for c in convs if c.turns]
     ing.rejects = rejects
-    ing.write_rejects(out / rundir.REJECTS)
     if not convs:
+        if not (out / rundir.DETECT_SUMMARY).exists():  # a previous detect's outputs stay whole
+            ing.write_rejects(out / rundir.REJECTS)
         raise UserError(f"{src}: no conversation has a user turn to score")
     load_s = time.perf_counter() - t0
 
     llm = config.llm.model_copy(update={"model": options.model})
     owns_backend = backend is None
     if backend is None:
+        from bailclio.llm import preflight
+
+        preflight(llm)  # an unreachable server: one line before any call
         backend = make_backend(llm, out / rundir.LLM_CACHE, progress=progress)
     if backend is None:
         raise UserError("detect needs a model: use --llm openai --base-url URL, or --llm vllm")
@@ -979,8 +977,6 @@ def run_detect(
             det.timings["judge_s"] = time.perf_counter() - t1
         det_frame = detections_frame(rows)
         bail_frame = bails_frame(bails)
-        _write_parquet(det_frame, out / rundir.DETECTIONS)
-        _write_parquet(bail_frame, out / rundir.BAILS)
         stats = backend.stats()
         judge_stats = judge.stats() if judge is not None else None
         budget = backend.budget_exhausted
@@ -1042,7 +1038,16 @@ def run_detect(
             "cache": str(llm.cache_path or (out / rundir.LLM_CACHE)),
         },
     }
-    tmp = out / (rundir.DETECT_SUMMARY + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), "utf-8")
-    tmp.replace(out / rundir.DETECT_SUMMARY)
+    # Every output replaces its predecessor in one step, summary.json last: a detect killed at any
+    # moment leaves the previous outputs as they were (only the LLM cache has grown).
+    text = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+    rejects_text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects)
+    atomic.write_files(
+        {
+            out / rundir.DETECTIONS: det_frame.write_parquet,
+            out / rundir.BAILS: bail_frame.write_parquet,
+            out / rundir.REJECTS: lambda p: p.write_bytes(rejects_text.encode("utf-8", "backslashreplace")),
+            out / rundir.DETECT_SUMMARY: lambda p: p.write_text(text, encoding="utf-8"),
+        }
+    )
     return summary

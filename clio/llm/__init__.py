@@ -39,6 +39,7 @@ __all__ = [
     "backend_factory",
     "backend_names",
     "make_backend",
+    "preflight",
     "register_backend",
 ]
 
@@ -64,7 +65,32 @@ def _openai(cfg: LLMConfig, path: str | Path | None, *, progress: bool = True) -
         default_max_tokens=cfg.max_tokens,
         default_temperature=cfg.temperature,
         progress=progress,
+        breaker_window=cfg.breaker_window,
+        breaker_threshold=cfg.breaker_threshold,
     )
+
+
+def _openai_preflight(cfg: LLMConfig) -> None:
+    from bailclio.llm.openai_backend import preflight
+
+    assert cfg.model is not None
+    preflight(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, timeout_s=cfg.preflight_timeout_s)
+
+
+# back-ends served over the network, checked before any work by :func:`preflight`
+_PREFLIGHTS: dict[str, Callable[[LLMConfig], None]] = {"openai": _openai_preflight}
+
+
+def preflight(llm_config: LLMConfig) -> None:
+    """Check that the configured back-end's server answers, before any work: raises
+    :class:`~bailclio.errors.LLMUnavailable` (one line naming the URL and the error) when it
+    does not. In-process back-ends (vllm, plugins) and ``llm.preflight = false`` are not checked."""
+    cfg = llm_config
+    if cfg.backend == "none" or not cfg.preflight or not cfg.model:
+        return
+    check = _PREFLIGHTS.get(cfg.backend)
+    if check is not None:
+        check(cfg)
 
 
 def _vllm(cfg: LLMConfig, path: str | Path | None, *, progress: bool = True) -> LLMBackend:

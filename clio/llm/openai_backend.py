@@ -6,6 +6,14 @@ loop (the client's built-in retries are off) with exponential backoff and full j
 429/408/5xx, connection errors, timeouts and unreadable responses, honouring ``Retry-After``.
 After ``max_retries`` retries the item fails (``ChatResult.error``) and the run goes on.
 
+A circuit breaker stops a run against a server that went away: when at least
+``breaker_threshold`` of the last ``breaker_window`` attempts failed for transport reasons
+(connection refused or reset, timeouts, HTTP 5xx; not 429 or other answers), the calls in flight
+are cancelled, nothing more is sent, and :meth:`generate` raises
+:class:`~bailclio.errors.LLMUnavailable` naming the server, the failures and the cache that keeps
+every completed call (a rerun resumes from it). :func:`preflight` checks a server before any work:
+``GET /models`` (the model listed), else one tiny chat request.
+
 A per-run budget (``max_calls`` HTTP calls, ``max_total_tokens`` prompt+completion tokens) stops
 cleanly: calls in flight finish and are cached, items not started get ``error="budget"``. Because
 calls run concurrently, the token budget can be overshot by the calls in flight when it is hit.
@@ -27,9 +35,12 @@ to ``json_object`` and then to the schema stated in the prompt, for the rest of 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import email.utils
 import json
+import logging
 import math
 import os
 import random
@@ -39,6 +50,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bailclio.errors import LLMUnavailable
 from bailclio.llm.base import BackendStats, ChatRequest, ChatResult, Choice, ToolCall
 from bailclio.llm.cache import LLMCache
 
@@ -115,6 +127,8 @@ class OpenAIBackend(BackendStats):
         backoff_max_s: float = 30.0,
         retry_after_max_s: float = 120.0,
         progress: bool = True,
+        breaker_window: int = 16,
+        breaker_threshold: float = 0.75,
     ) -> None:
         self.model = model
         self.base_url = base_url
@@ -136,6 +150,13 @@ class OpenAIBackend(BackendStats):
         self.retry_after_max_s = retry_after_max_s
         self.progress = progress
         self._ssl_context: ssl.SSLContext | None = None
+        # the circuit breaker: True for each recent attempt that failed for a transport reason
+        self.breaker_window = max(0, int(breaker_window))
+        self.breaker_threshold = breaker_threshold
+        self._recent: collections.deque[bool] = collections.deque(maxlen=max(1, self.breaker_window))
+        self._recent_errors: collections.Counter[str] = collections.Counter()
+        self._outage: str | None = None
+        self._tripped: asyncio.Event | None = None
         self._init_stats()
 
     # ---- public API --------------------------------------------------------------------------
@@ -145,6 +166,40 @@ class OpenAIBackend(BackendStats):
         out["max_tokens_param"] = self.max_tokens_param
         out["max_concurrency"] = self.max_concurrency
         return out
+
+    @property
+    def outage(self) -> str | None:
+        """Why the circuit breaker stopped this back-end (None while it is closed)."""
+        return self._outage
+
+    def _record(self, transport_error: str | None) -> None:
+        """One attempt's outcome for the circuit breaker (``transport_error``: its reason)."""
+        if self.breaker_window == 0 or self._outage is not None:
+            return
+        self._recent.append(transport_error is not None)
+        if transport_error is not None:
+            self._recent_errors[transport_error] += 1
+        failed = sum(self._recent)
+        if (
+            len(self._recent) >= self.breaker_window
+            and failed >= self.breaker_threshold * self.breaker_window
+        ):
+            reasons = ", ".join(f"{k}: {v}" for k, v in self._recent_errors.most_common(3))
+            self._outage = (
+                f"LLM server {self.base_url or 'https://api.openai.com/v1'} is failing: {failed} of the "
+                f"last {len(self._recent)} calls failed ({reasons})"
+            )
+            if self._tripped is not None:
+                self._tripped.set()
+
+    def outage_message(self) -> str:
+        cached = self.cache.path if self.cache is not None else None
+        where = f"the cache {cached}" if cached else "no cache"
+        return (
+            f"{self._outage}; stopped early with {int(self._stats['failures'])} failed requests; "
+            f"every completed call is kept in {where}: rerun the same command once the server is "
+            "back to resume"
+        )
 
     def close(self) -> None:
         if self.cache is not None:
@@ -186,12 +241,15 @@ class OpenAIBackend(BackendStats):
             leave=False,
         )
         try:
-            if groups:
+            if groups and self._outage is None:
                 await self._run_groups(requests, groups, results, bar)
         finally:
             bar.close()
             self._stats["wall_s"] += time.perf_counter() - t0
-        return self._finish(results, "not run")
+        out = self._finish(results, "not run (LLM server unavailable)" if self._outage else "not run")
+        if self._outage is not None:
+            raise LLMUnavailable(self.outage_message(), resumable=True)
+        return out
 
     # ---- internals ---------------------------------------------------------------------------
     async def _run_groups(
@@ -224,9 +282,12 @@ class OpenAIBackend(BackendStats):
             for _ in range(n_workers)
         ]
         todo = iter(groups.items())
+        self._tripped = tripped = asyncio.Event()
 
         async def worker(client: AsyncOpenAI) -> None:
             for key, idxs in todo:
+                if tripped.is_set():
+                    return
                 req = requests[idxs[0]]
                 res = await self._call(client, req)
                 if res.ok and self.cache is not None:
@@ -235,10 +296,23 @@ class OpenAIBackend(BackendStats):
                     results[i] = replace(res, tag=requests[i].tag)
                 bar.update(len(idxs))
 
+        tasks = [asyncio.create_task(worker(c)) for c in clients]
+
+        async def breaker() -> None:  # the breaker opened: calls in flight are abandoned
+            await tripped.wait()
+            for t in tasks:
+                t.cancel()
+
+        watcher = asyncio.create_task(breaker())
         try:
-            await asyncio.gather(*(worker(c) for c in clients))
+            done = await asyncio.gather(*tasks, return_exceptions=True)
         finally:
+            watcher.cancel()
+            self._tripped = None
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+                raise outcome
 
     def _budget_left(self) -> bool:
         if self._budget_hit:
@@ -250,6 +324,15 @@ class OpenAIBackend(BackendStats):
         if self.max_total_tokens is not None and used >= self.max_total_tokens:
             self._budget_hit = True
         return not self._budget_hit
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if the circuit breaker opens meanwhile."""
+        tripped = self._tripped
+        if tripped is None:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tripped.wait(), timeout=delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         delay = random.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
@@ -323,23 +406,32 @@ class OpenAIBackend(BackendStats):
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status != 429 and status != 408 and status < 500:
+                    self._record(None)
                     return ChatResult(error=f"http {status}: {_short(exc)}")
                 err = f"http {status}"
+                if status >= 500:
+                    self._record(err)
                 retry_after = _retry_after_s(getattr(exc.response, "headers", None))
             except openai.APITimeoutError:
                 err = "timeout"
+                self._record(err)
             except openai.APIConnectionError:
                 err = "connection error"
+                self._record(err)
             except Exception as exc:  # unreadable body, missing fields...
                 err = f"bad response ({type(exc).__name__})"
+                self._record(None)
             else:
+                self._record(None)
                 self._stats["prompt_tokens"] += result.prompt_tokens
                 self._stats["completion_tokens"] += result.completion_tokens
                 return result
             if attempt >= self.max_retries:
                 return ChatResult(error=f"{err} after {attempt + 1} attempts")
+            if self._outage is not None:
+                return ChatResult(error=f"{err}; LLM server unavailable")
             self._stats["retries"] += 1
-            await asyncio.sleep(self._backoff(attempt, retry_after))
+            await self._pause(self._backoff(attempt, retry_after))
             attempt += 1
 
     @staticmethod
@@ -373,6 +465,80 @@ class OpenAIBackend(BackendStats):
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             prompt_logprobs=_prompt_logprobs(getattr(resp, "model_extra", None) or {}),
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    """A transport error in a few words: the innermost cause's message (e.g. Connection refused)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        nxt = exc.__cause__ or exc.__context__
+        assert nxt is not None
+        exc = nxt
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def preflight(
+    base_url: str | None,
+    model: str,
+    *,
+    api_key: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    timeout_s: float = 10.0,
+) -> None:
+    """Check that an OpenAI-compatible server answers before any work: ``GET {base_url}/models``
+    (a model missing from its list is a warning: some servers serve any name), or where the
+    server has no such route, one tiny chat request (1 token). Raises
+    :class:`~bailclio.errors.LLMUnavailable` with one line naming the URL and the error for an
+    unreachable server, a timeout, a 5xx, refused credentials or an unknown model."""
+    import httpx
+
+    url = (base_url or "https://api.openai.com/v1").rstrip("/")
+    key = api_key or os.environ.get(api_key_env) or "EMPTY"
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def ask(method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            return httpx.request(method, url + path, headers=headers, timeout=timeout_s, **kw)
+        except httpx.TimeoutException as exc:
+            raise LLMUnavailable(
+                f"LLM server {url}: no answer to {method} {path} within {timeout_s:g} s "
+                f"({_describe(exc)}); is it running and reachable?"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise LLMUnavailable(
+                f"LLM server {url}: {method} {path} failed: {_describe(exc)}; is it running and reachable?"
+            ) from exc
+
+    def fail_on(r: httpx.Response, what: str) -> None:
+        if r.status_code in (401, 403):
+            raise LLMUnavailable(
+                f"LLM server {url}: {what} refused with HTTP {r.status_code} "
+                f"(check the key in ${api_key_env})"
+            )
+        if r.status_code >= 500:
+            raise LLMUnavailable(f"LLM server {url}: {what} answered HTTP {r.status_code}: {r.text[:160]!r}")
+
+    r = ask("GET", "/models")
+    fail_on(r, "GET /models")
+    if r.status_code == 200:
+        try:
+            listed = [str(m.get("id")) for m in r.json().get("data", []) if isinstance(m, dict)]
+        except (ValueError, AttributeError):
+            listed = None
+        if listed is not None:
+            if listed and model not in listed:
+                logging.getLogger("bailclio").warning(
+                    f"[bailclio] warning: model {model!r} is not among the models {url} lists "
+                    f"({', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''})"
+                )
+            return
+    body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+    r = ask("POST", "/chat/completions", json=body)
+    fail_on(r, "a 1-token chat request")
+    if r.status_code == 404:
+        raise LLMUnavailable(
+            f"LLM server {url}: a 1-token request for model {model!r} answered HTTP 404: {r.text[:160]!r}"
         )
 
 
