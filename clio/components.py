@@ -147,7 +147,8 @@ def as_clusterer(obj: Any) -> Clusterer:
 
 
 class WardHierarchy:
-    """A dendrogram over the leaf centroids, cut at the configured (or derived) sizes."""
+    """A dendrogram over the leaf centroids, cut once per level; depth and sizes from the data
+    (or pinned in the config). Given the embeddings too, the centroids join both spaces."""
 
     label = "ward-on-leaf-centroids"
 
@@ -155,10 +156,12 @@ class WardHierarchy:
         base = config or HierarchyConfig()
         self.config = base.model_copy(update=settings) if settings else base
 
-    def build(self, space: np.ndarray, leaf_labels: np.ndarray) -> Hierarchy:
+    def build(
+        self, space: np.ndarray, leaf_labels: np.ndarray, vectors: np.ndarray | None = None
+    ) -> Hierarchy:
         from bailclio.hierarchy import build_hierarchy
 
-        return build_hierarchy(space, leaf_labels, self.config)
+        return build_hierarchy(space, leaf_labels, self.config, vectors=vectors)
 
 
 class KeyphraseNamer:

@@ -56,15 +56,36 @@ class ClusterConfig(_Section):
     min_cluster_size: int | None = Field(default=None, ge=2)
     min_samples: int | None = Field(default=None, ge=1)
     selection_method: Literal["eom", "leaf"] = "eom"
+    # Excess-of-mass may select a few huge clusters where the data has a few dense groups (one
+    # jailbreak template, one story series): no leaf may hold more than this share of the points
+    # (HDBSCAN's max_cluster_size; None turns the cap off). bench/quality.py measures it.
+    max_leaf_share: float | None = Field(default=0.2, gt=0, le=1)
     outlier_neighbors: int = Field(default=10, ge=1)
     attach_outliers: bool = True
     backend: Literal["auto", "cpu", "cuml"] = "auto"  # auto: cuML when installed and a GPU is visible
 
 
 class HierarchyConfig(_Section):
+    """Depth and node counts (bailclio.hierarchy): derived from the number of leaves unless pinned."""
+
+    levels: int | None = Field(default=None, ge=2, le=12, description="number of levels, leaves included")
+    sizes: list[int] | None = Field(default=None, description="node counts above the leaves, top first")
     n_top: int | None = Field(default=None, ge=2, description="top-level categories")
-    n_mid: int | None = Field(default=None, ge=2, description="intermediate nodes")
+    n_mid: int | None = Field(default=None, ge=2, description="intermediate nodes (with n_top: three levels)")
+    top_factor: float = Field(default=3.25, gt=0, description="top = round(top_factor * leaves^(1/3))")
+    top_max_share: float = Field(default=0.6, gt=0, le=1, description="largest share of rows in one top node")
+    branching: float = Field(default=3.5, gt=1, description="children per parent aimed at between levels")
+    max_branching: float = Field(default=8.0, gt=1, description="children per parent never aimed above")
     linkage: Literal["ward", "average", "complete"] = "ward"
+
+    @model_validator(mode="after")
+    def _sizes_increase(self) -> HierarchyConfig:
+        if self.sizes is not None:
+            if not self.sizes or any(s < 1 for s in self.sizes):
+                raise ValueError("hierarchy.sizes: give positive node counts, top first")
+            if any(b <= a for a, b in zip(self.sizes, self.sizes[1:], strict=False)):
+                raise ValueError("hierarchy.sizes: each level needs more nodes than the one above it")
+        return self
 
 
 class NamingConfig(_Section):

@@ -1,11 +1,22 @@
-"""A three-level hierarchy (top categories -> intermediate -> leaves) built without an LLM.
+"""A hierarchy of any depth (top categories -> ... -> leaves) built without an LLM.
 
-Leaf centroids in the clustering space are merged by one agglomerative (Ward) dendrogram, cut
-twice: at ``n_mid`` nodes for the intermediate level and ``n_top`` for the top. Both cuts come from
-the same tree, so they nest: every leaf has exactly one intermediate parent and every
-intermediate node exactly one top parent. Defaults from the number of leaves k:
-``n_top = clamp(round(1.5 * sqrt(k)), 5, 15)`` (at most k // 2) and
-``n_mid = round(sqrt(k * n_top))`` (between n_top and k).
+Leaf centroids are merged by one agglomerative (Ward) dendrogram and the dendrogram is cut once
+per level. All cuts come from the same tree, so they nest: every node has exactly one parent.
+The centroids live in the clustering space joined with the centred embeddings (when given), so
+the upper levels see the embedding geometry that UMAP's local layout flattens.
+
+Depth and node counts come from the number of leaves ``k`` unless pinned in
+:class:`~bailclio.config.HierarchyConfig`:
+
+* top level: ``round(top_factor * k ** (1/3))`` nodes (at least 2 when ``k >= 4``, at most
+  ``k // 2``), then raised one at a time while any top node holds more than ``top_max_share`` of
+  the rows (a cut that lumps most data into one category is not a top level);
+* levels between the top and the leaves: as many as it takes for each level to have about
+  ``branching`` times the nodes of the level above (never more than ``max_branching``), with node
+  counts spaced geometrically. So 20 leaves give two levels, 150 leaves three, 1,000 leaves four.
+
+``levels`` pins the depth, ``sizes`` the node counts above the leaves (top first), ``n_top`` the
+top level alone; ``n_mid`` (with ``n_top``) asks for the classic three levels.
 
 Example::
 
@@ -14,15 +25,17 @@ Example::
     >>> rng = np.random.default_rng(0)
     >>> space = rng.normal(size=(200, 5))
     >>> labels = np.repeat(np.arange(40), 5)
-    >>> h = build_hierarchy(space, labels, HierarchyConfig(n_top=4, n_mid=10))
-    >>> h.sizes
+    >>> build_hierarchy(space, labels, HierarchyConfig(sizes=[4, 10])).sizes
     [4, 10, 40]
+    >>> build_hierarchy(space, labels, HierarchyConfig(levels=2)).depth
+    2
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,12 +68,48 @@ class Hierarchy:
         return out[::-1]
 
 
-def default_sizes(k: int, cfg: HierarchyConfig) -> tuple[int, int]:
-    n_top = cfg.n_top or int(min(15, max(5, round(1.5 * math.sqrt(k)))))
-    n_top = max(1, min(n_top, k // 2 if k >= 4 else 1, k))
-    n_mid = cfg.n_mid or int(round(math.sqrt(k * n_top)))
-    n_mid = max(n_top, min(n_mid, k))
-    return n_top, n_mid
+def default_top(k: int, cfg: HierarchyConfig) -> int:
+    """Top-level node count for ``k`` leaves before the share check."""
+    if k < 4:
+        return k
+    top = cfg.n_top or int(round(cfg.top_factor * k ** (1 / 3)))
+    return int(max(2, min(top, k // 2)))
+
+
+def level_sizes(k: int, top: int, cfg: HierarchyConfig) -> list[int]:
+    """Node counts from the top to the leaves (``k`` last), geometric between ``top`` and ``k``."""
+    if top >= k:
+        return [k, k]
+    if cfg.levels:
+        steps = cfg.levels - 1
+    else:
+        ratio = k / top
+        steps = max(1, int(round(math.log(ratio) / math.log(cfg.branching))))
+        while ratio ** (1 / steps) > cfg.max_branching:
+            steps += 1
+    sizes = [int(round(top * (k / top) ** (i / steps))) for i in range(steps + 1)]
+    sizes[0], sizes[-1] = top, k
+    out: list[int] = []
+    for s in sizes:  # strictly increasing: a level as big as the one above it is no coarsening
+        if not out or s > out[-1]:
+            out.append(min(s, k))
+    if out[-1] != k:
+        out[-1] = k
+    return out
+
+
+def hierarchy_space(space: np.ndarray, vectors: np.ndarray | None) -> np.ndarray:
+    """The clustering space scaled to unit mean squared norm, joined with the centred embeddings
+    (each row unit length), so both carry about equal weight in the Ward merges."""
+    centred = space - space.mean(axis=0, keepdims=True)
+    scale = math.sqrt(float((centred**2).sum(axis=1).mean())) or 1.0
+    parts = [centred / scale]
+    if vectors is not None and len(vectors) == len(space) and len(space) > 1:
+        v = vectors - vectors.mean(axis=0, keepdims=True)
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        parts.append(v / norms)
+    return np.hstack(parts).astype(np.float64)
 
 
 def _relabel(groups: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -72,26 +121,86 @@ def _relabel(groups: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.array([mapping[int(g)] for g in groups], dtype=np.int64)
 
 
-def build_hierarchy(space: np.ndarray, labels: np.ndarray, cfg: HierarchyConfig) -> Hierarchy:
-    from scipy.cluster.hierarchy import fcluster, linkage
+def _cut(tree: np.ndarray, n: int, k: int) -> np.ndarray:
+    from scipy.cluster.hierarchy import fcluster
 
+    if n >= k:
+        return np.arange(k)
+    return fcluster(tree, n, criterion="maxclust")
+
+
+def _parents_from_cuts(cuts: list[np.ndarray], weights: np.ndarray) -> list[np.ndarray]:
+    """Parent maps (top first) from per-leaf group labels of nested cuts (top first, leaves last)."""
+    of_leaf = [_relabel(c, weights) for c in cuts[:-1]] + [np.arange(len(weights))]  # leaves keep their ids
+    parents = []
+    for upper, lower in zip(of_leaf[:-1], of_leaf[1:], strict=True):
+        n_lower = int(lower.max()) + 1
+        p = np.zeros(n_lower, dtype=np.int64)
+        for node in range(n_lower):
+            ups, counts = np.unique(upper[lower == node], return_counts=True)
+            p[node] = ups[int(np.argmax(counts))]  # one parent: nested cuts of one tree
+        parents.append(p)
+    return parents
+
+
+def build_hierarchy(
+    space: np.ndarray,
+    labels: np.ndarray,
+    cfg: HierarchyConfig,
+    vectors: np.ndarray | None = None,
+) -> Hierarchy:
+    """Nested Ward cuts over the leaf centroids; depth and sizes as the module docstring says."""
+    from scipy.cluster.hierarchy import linkage
+
+    labels = np.asarray(labels)
     k = int(labels.max()) + 1
-    sizes = np.bincount(labels, minlength=k).astype(float)
-    n_top, n_mid = default_sizes(k, cfg)
+    weights = np.bincount(labels, minlength=k).astype(float)
     if k == 1:
-        return Hierarchy([np.zeros(1, dtype=np.int64)], 1)
-    centroids = np.stack([space[labels == i].mean(axis=0) for i in range(k)])
+        return Hierarchy([np.zeros(1, dtype=np.int64)], 1, {"reason": "one leaf"})
+    info: dict[str, Any] = {}
+    if cfg.sizes:
+        sizes = sorted({min(int(s), k) for s in cfg.sizes} | {k})
+        info["reason"] = f"node counts pinned in the config: {sizes}"
+    elif k < 4:
+        sizes = [k, k]
+        info["reason"] = f"{k} leaves: too few to group, each top category holds one leaf"
+    else:
+        sizes = []
+    if sizes and sizes[0] >= k and len(sizes) == 1:
+        sizes = [k, k]
+    h_space = hierarchy_space(space, vectors)
+    centroids = np.stack([h_space[labels == i].mean(axis=0) for i in range(k)])
     tree = linkage(centroids, method=cfg.linkage)
-    mid_raw = fcluster(tree, n_mid, criterion="maxclust") if n_mid < k else np.arange(k)
-    top_raw = fcluster(tree, n_top, criterion="maxclust")
-    mid_of_leaf = _relabel(mid_raw, sizes)
-    n_mid_real = int(mid_of_leaf.max()) + 1
-    top_of_leaf = _relabel(top_raw, sizes)
-    top_of_mid = np.zeros(n_mid_real, dtype=np.int64)
-    for m in range(n_mid_real):
-        parents = np.unique(top_of_leaf[mid_of_leaf == m])
-        if len(parents) != 1:  # cannot happen for nested cuts of one tree; guard anyway
-            counts = [sizes[(mid_of_leaf == m) & (top_of_leaf == p)].sum() for p in parents]
-            parents = [parents[int(np.argmax(counts))]]
-        top_of_mid[m] = parents[0]
-    return Hierarchy([top_of_mid, mid_of_leaf], k, {"n_top": int(top_of_mid.max()) + 1, "n_mid": n_mid_real})
+    if not sizes:
+        top = default_top(k, cfg)
+        first = top
+        why = f"top = round({cfg.top_factor} * k^(1/3)) = {top} for k = {k} leaves"
+        if cfg.n_top:
+            why = f"top pinned at {top}"
+        if not cfg.n_top:
+            # Raise the top count while one top node holds more than top_max_share of the rows.
+            while top < k // 2 or top == first:
+                cut = _cut(tree, top, k)
+                share = max(weights[cut == g].sum() for g in np.unique(cut)) / weights.sum()
+                if share <= cfg.top_max_share or top >= k // 2:
+                    break
+                top += 1
+            if top > first:
+                why += (
+                    f", raised to {top}: no top category holds more than {cfg.top_max_share:.0%} of the rows"
+                )
+        if cfg.n_mid and cfg.n_top and cfg.n_mid < k:
+            sizes = [top, max(top, cfg.n_mid), k] if cfg.n_mid > top else [top, k]
+            why += f"; intermediate level pinned at {cfg.n_mid}"
+        else:
+            sizes = level_sizes(k, top, cfg)
+            how = "pinned" if cfg.levels else f"about {cfg.branching} children per parent"
+            why += f"; {len(sizes)} levels ({how})"
+        info["reason"] = why
+    cuts = [_cut(tree, n, k) for n in sizes]
+    if sizes[0] >= k:  # k < 4 or pinned as many top nodes as leaves: one leaf per top node
+        cuts = [np.arange(k), np.arange(k)]
+    parents = _parents_from_cuts(cuts, weights)
+    hier = Hierarchy(parents, k, info)
+    info["requested_sizes"] = [int(s) for s in sizes]
+    return hier

@@ -67,7 +67,9 @@ class Clusterer(Protocol):
 
 @runtime_checkable
 class HierarchyBuilder(Protocol):
-    """Leaves to a tree: parent maps from the leaves up (:class:`~bailclio.hierarchy.Hierarchy`)."""
+    """Leaves to a tree: parent maps from the leaves up (:class:`~bailclio.hierarchy.Hierarchy`).
+
+    A builder whose ``build`` also takes ``vectors=`` is given the embeddings (one row per point)."""
 
     def build(self, space: np.ndarray, leaf_labels: np.ndarray) -> Hierarchy: ...
 

@@ -50,6 +50,7 @@ from bailclio.provenance import numeric_settings, package_versions
 from bailclio.stages import (
     Clusterer,
     Embedder,
+    Hierarchy,
     HierarchyBuilder,
     Namer,
     NamingContext,
@@ -290,7 +291,8 @@ class Taxonomer:
         leaf_of_unique = clustering.labels.copy()
         if (leaf_of_unique < 0).any():  # outliers kept apart: one extra leaf holds them
             leaf_of_unique[leaf_of_unique < 0] = leaf_of_unique.max() + 1
-        hier = timer.stage("hierarchy", lambda: self.hierarchy_builder.build(space, leaf_of_unique))
+        builder = self.hierarchy_builder
+        hier = timer.stage("hierarchy", lambda: build_tree(builder, space, leaf_of_unique, vectors))
         depth = hier.depth
         groups_of_unique = hier.groups(leaf_of_unique)  # top first, leaves last
         levels = timer.stage(
@@ -538,6 +540,21 @@ def _checked_tree(new: Any, old: Any) -> Any:
         if d > 0 and len(new.parents[d - 1]) != n_up:
             raise ValueError(f"namer: level {d} has {len(new.parents[d - 1])} nodes but {n_up} are parents")
     return new
+
+
+def build_tree(
+    builder: HierarchyBuilder, space: np.ndarray, leaves: np.ndarray, vectors: np.ndarray
+) -> Hierarchy:
+    """``builder.build(space, leaves)``, with the embeddings as ``vectors=`` where it takes them."""
+    import inspect
+
+    try:
+        takes_vectors = "vectors" in inspect.signature(builder.build).parameters
+    except (TypeError, ValueError):
+        takes_vectors = False
+    if takes_vectors:
+        return builder.build(space, leaves, vectors=vectors)
+    return builder.build(space, leaves)
 
 
 def _rows_of(ing: Ingested, vectors: np.ndarray, what: str) -> np.ndarray:

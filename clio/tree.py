@@ -78,5 +78,9 @@ def print_summary(
     )
     if manifest.get("status") == "incomplete":
         print("status: INCOMPLETE: " + "; ".join(manifest.get("incomplete") or []), file=file)
+    cluster = (manifest.get("resolved") or {}).get("cluster") or {}
+    if cluster.get("no_structure") and (c.get("accepted") or 0) >= 2:
+        n = c.get("unique_texts", c.get("accepted"))
+        print(f"no cluster structure: HDBSCAN found at most one cluster in {n} distinct texts", file=file)
     if c.get("rejected"):
         print(f"rejected rows are listed in {path}/rejects.jsonl", file=file)

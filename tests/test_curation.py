@@ -104,10 +104,6 @@ def test_move_leaf_repaths_rows_and_drops_emptied_parents(run_dir: Path) -> None
         (lambda t: {"op": "merge", "source": t.leaves[0].id, "target": t.roots[0].id}, "only siblings"),
         (lambda t: {"op": "move", "node_id": t.roots[0].id, "parent_id": t.roots[-1].id}, "only leaves"),
         (
-            lambda t: {"op": "move", "node_id": t.leaves[0].id, "parent_id": t.roots[0].id},
-            "one level up",
-        ),
-        (
             lambda t: {"op": "move", "node_id": t.leaves[0].id, "parent_id": t.leaves[0].parent_id},
             "already under",
         ),
@@ -156,3 +152,15 @@ def test_a_broken_log_is_one_clear_error(run_dir: Path, content: str, message: s
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_run(run_dir)
     assert load_run(run_dir, curated=False).taxonomy.nodes
+
+
+@pytest.mark.parametrize("depth", [3, 5])
+def test_a_leaf_moved_under_a_node_two_levels_up_is_refused(fixed_runs, depth: int, tmp_path: Path) -> None:
+    from explorer_runs import copy_run
+
+    run_dir = copy_run(fixed_runs.run(depth), tmp_path / "runs" / "r1")
+    run = load_run(run_dir)
+    edit = {"op": "move", "node_id": run.taxonomy.leaves[0].id, "parent_id": run.taxonomy.roots[0].id}
+    with pytest.raises(C.CurationError, match="one level up"):
+        C.append_edit(run, edit)
+    assert not (run_dir / "curation.json").exists()

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embedding-model", help="sentence-transformers model name or local folder")
     p.add_argument("--min-cluster-size", type=int, help="HDBSCAN min_cluster_size (default from N)")
     p.add_argument("--n-top", type=int, help="number of top-level categories (default from leaves)")
+    p.add_argument(
+        "--levels", type=int, help="number of taxonomy levels, leaves included (default from leaves)"
+    )
     g = add_llm_options(p, "LLM stage (facet summaries and names; see README: LLM)")
     g.add_argument("--facet", help="facet whose summaries are clustered (default: from the input)")
     s = p.add_argument_group("scale (fit on a sample, place the rest; see README: Scaling)")
@@ -74,6 +77,7 @@ def config_from_args(args: argparse.Namespace):
         "embedding.model": args.embedding_model,
         "cluster.min_cluster_size": args.min_cluster_size,
         "hierarchy.n_top": args.n_top,
+        "hierarchy.levels": args.levels,
         **llm_overrides(args),
         "llm.facet": args.facet,
         "scale.fit_sample": args.sample,
