@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,43 +143,50 @@ def _iter_json(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | N
 
 
 def _iter_delimited(path: Path, sep: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
-    """CSV (RFC 4180 quoting) or TSV (no quoting: a ``"`` is an ordinary character), read row by
-    row: a byte-order mark is dropped, bytes that are not UTF-8 reject only their row, any line
-    ending (LF, CRLF, CR alone) works, and the line number is the file line the record
-    starts on."""
+    """CSV (RFC 4180 quoting) or TSV (no quoting: a ``"`` is an ordinary character), streamed row
+    by row from the file: a byte-order mark is dropped, bytes that are not UTF-8 reject only their
+    row, any line ending (LF, CRLF, CR alone) works, an empty cell is a missing value (None, as
+    Parquet and JSON write it), and the line number is the file line the record starts on."""
     kind = "TSV" if sep == "\t" else "CSV"
-    data = path.read_bytes()
-    if data.startswith(_BOM):
-        data = data[len(_BOM) :]
-    text = data.decode("utf-8", errors="surrogateescape")
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting, strict=False)
-    try:
-        header = next(reader, None)
-        if header is None:
-            return
-        bad = [h for h in header if _has_surrogate(h)]
-        if bad:
-            raise UserError(f"{path}: line 1: a column name is not valid UTF-8")
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise UserError(f"{path}: line 1: column '{dupes[0]}' appears more than once")
-        end = reader.line_num
-        for row in reader:
-            start, end = end + 1, reader.line_num
-            if not row or row == [""]:
-                continue
-            if len(row) != len(header):
-                raw = sep.join(row)
-                yield start, None, f"expected {len(header)} fields, got {len(row)}", raw
-                continue
-            fields = [h for h, v in zip(header, row, strict=True) if _has_surrogate(v)]
-            if fields:
-                yield start, None, f"not valid UTF-8 in field '{fields[0]}'", ""
-                continue
-            yield start, dict(zip(header, row, strict=True)), None, ""
-    except csv.Error as exc:
-        raise UserError(f"{path}: line {reader.line_num}: cannot parse as {kind}: {exc}") from exc
+    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(_without_bom(fh), delimiter=sep, quoting=quoting, strict=False)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            bad = [h for h in header if _has_surrogate(h)]
+            if bad:
+                raise UserError(f"{path}: line 1: a column name is not valid UTF-8")
+            dupes = sorted({h for h in header if header.count(h) > 1})
+            if dupes:
+                raise UserError(f"{path}: line 1: column '{dupes[0]}' appears more than once")
+            end = reader.line_num
+            for row in reader:
+                start, end = end + 1, reader.line_num
+                if not row or row == [""]:
+                    continue
+                if len(row) != len(header):
+                    raw = sep.join(row)
+                    yield start, None, f"expected {len(header)} fields, got {len(row)}", raw
+                    continue
+                fields = [h for h, v in zip(header, row, strict=True) if _has_surrogate(v)]
+                if fields:
+                    yield start, None, f"not valid UTF-8 in field '{fields[0]}'", ""
+                    continue
+                yield start, {h: (v if v != "" else None) for h, v in zip(header, row, strict=True)}, None, ""
+        except csv.Error as exc:
+            raise UserError(f"{path}: line {reader.line_num}: cannot parse as {kind}: {exc}") from exc
+
+
+def _without_bom(lines: Iterator[str]) -> Iterator[str]:
+    """``lines`` with a leading byte-order mark dropped from the first."""
+    first = True
+    for line in lines:
+        if first and line.startswith("\ufeff"):
+            line = line[1:]
+        first = False
+        yield line
 
 
 _BOM = b"\xef\xbb\xbf"

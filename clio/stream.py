@@ -2,8 +2,8 @@
 
 ``read_input`` holds the whole file in memory; this module yields it chunk by chunk so a large
 input can be placed row by row with bounded memory (:mod:`bailclio.scale`). Parquet is read by row
-group batches (pyarrow), CSV/TSV by polars' batched reader (files that are not valid UTF-8 fall
-back to ingest's row-by-row reader so their bad rows are rejected, not fatal), JSONL line by line.
+group batches (pyarrow); CSV/TSV and JSONL are read by ingest's own row-by-row readers, which
+stream from the file, so quoting, empty cells, line numbers and bad bytes are handled once.
 Every record goes through ingest's own checks (:func:`bailclio.ingest._accept`), so a row is
 accepted or rejected, with the same line number and reason, exactly as ``read_input`` would.
 
@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,18 +30,6 @@ from bailclio.errors import UserError
 
 Record = tuple[int, dict[str, Any] | None, str | None, str]  # line, record | None, error, raw
 READ_BATCH = 4096
-
-
-def _valid_utf8(path: Path, block: int = 1 << 20) -> bool:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as fh:
-        try:
-            while data := fh.read(block):
-                decoder.decode(data)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return False
-    return True
 
 
 def _iter_parquet(path: Path) -> Iterator[Record]:
@@ -59,22 +46,6 @@ def _iter_parquet(path: Path) -> Iterator[Record]:
             yield line, rec, None, ""
 
 
-def _iter_delimited(path: Path, sep: str) -> Iterator[Record]:
-    if not _valid_utf8(path):
-        yield from ingest._iter_delimited(path, sep)
-        return
-    lazy = pl.scan_csv(path, separator=sep, infer_schema=False)
-    row = 0
-    try:
-        for frame in lazy.collect_batches(chunk_size=READ_BATCH):
-            for rec in frame.iter_rows(named=True):
-                row += 1
-                yield row + 1, rec, None, ""  # line 1 is the header, as in read_input
-    except pl.exceptions.PolarsError as exc:
-        kind = "TSV" if sep == "\t" else "CSV"
-        raise UserError(f"{path}: cannot parse as {kind}: {exc}".splitlines()[0]) from exc
-
-
 def iter_records(path: str | Path) -> Iterator[Record]:
     """Every record of ``path`` in file order, as ``(line, record | None, error, raw)``."""
     p = Path(path)
@@ -85,11 +56,7 @@ def iter_records(path: str | Path) -> Iterator[Record]:
     suffix = p.suffix.lower()
     if suffix == ".parquet":
         return _iter_parquet(p)
-    if suffix == ".csv":
-        return _iter_delimited(p, ",")
-    if suffix == ".tsv":
-        return _iter_delimited(p, "\t")
-    return ingest._records(p)  # JSONL streams line by line; JSON and the errors as read_input
+    return ingest._records(p)  # CSV/TSV/JSONL stream row by row; JSON and the errors as read_input
 
 
 def count_records(path: str | Path) -> int:
@@ -103,13 +70,6 @@ def count_records(path: str | Path) -> int:
             return int(pq.ParquetFile(p).metadata.num_rows)
         except Exception as exc:
             raise UserError(f"{p}: cannot read Parquet: {exc}".splitlines()[0]) from exc
-    if suffix in (".csv", ".tsv") and p.exists() and _valid_utf8(p):
-        sep = "\t" if suffix == ".tsv" else ","
-        try:
-            return int(pl.scan_csv(p, separator=sep, infer_schema=False).select(pl.len()).collect().item())
-        except pl.exceptions.PolarsError as exc:
-            kind = "TSV" if sep == "\t" else "CSV"
-            raise UserError(f"{p}: cannot parse as {kind}: {exc}".splitlines()[0]) from exc
     return sum(1 for _ in iter_records(p))
 
 
@@ -117,11 +77,8 @@ def column_values(path: str | Path, column: str) -> list[Any]:
     """The values of one column for every record (None where a record lacks it or is unreadable)."""
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix in (".parquet", ".csv", ".tsv") and (suffix == ".parquet" or _valid_utf8(p)):
-        if suffix == ".parquet":
-            lazy = pl.scan_parquet(p)
-        else:
-            lazy = pl.scan_csv(p, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
+    if suffix == ".parquet":
+        lazy = pl.scan_parquet(p)
         names = lazy.collect_schema().names()
         if column not in names:
             raise UserError(f"{p}: column '{column}' not found; columns are: {', '.join(names)}")

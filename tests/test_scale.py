@@ -21,7 +21,7 @@ from bailclio.config import Config
 from bailclio.ingest import read_input
 from bailclio.rundir import load_run
 from bailclio.scale import choose_sample
-from bailclio.stream import accepted_chunks
+from bailclio.stream import accepted_chunks, column_values, count_records, iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
 CLINC = ROOT / "data" / "clinc150.csv"
@@ -198,19 +198,7 @@ def test_the_sample_is_deterministic_and_keeps_strata_shares():
     assert list(plain) == list(range(50))
 
 
-@pytest.mark.parametrize(
-    "suffix",
-    [
-        ".jsonl",
-        pytest.param(
-            ".csv",
-            marks=pytest.mark.xfail(
-                reason="streamed CSV chunks differ from the row-by-row CSV reader; known defect", strict=False
-            ),
-        ),
-        ".parquet",
-    ],
-)
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv", ".parquet"])
 def test_streamed_chunks_match_read_input(tmp_path, suffix):
     rows = [
         {"id": "a", "text": "hello there", "model": "m1"},
@@ -223,11 +211,24 @@ def test_streamed_chunks_match_read_input(tmp_path, suffix):
         lines = [json.dumps(r) for r in rows]
         lines.insert(3, "{not json")
         path.write_text("\n".join(lines) + "\n")
-    elif suffix == ".csv":
-        pl.DataFrame(rows).write_csv(path)
+    elif suffix in (".csv", ".tsv"):
+        sep = "," if suffix == ".csv" else "\t"
+        body = pl.DataFrame(rows).write_csv(separator=sep).encode()
+        lines = body.split(b"\n")
+        # a byte-order mark, a field spanning lines, a blank line, a row with too many fields,
+        # and (TSV) a row with bad bytes: each read or rejected as the whole-file reader does
+        lines[0] = b"\xef\xbb\xbf" + lines[0]
+        if suffix == ".csv":
+            lines.insert(2, b'q1,"two\nlines",m1,')
+        else:
+            lines.insert(6, sep.encode().join([b"x1", b"caf\xe9", b"m1", b""]))
+        lines.insert(4, b"")
+        lines.insert(8, sep.encode().join([b"x2", b"one", b"too", b"many", b"fields"]))
+        path.write_bytes(b"\r\n".join(lines))
     else:
         pl.DataFrame(rows).write_parquet(path)
     whole = read_input(path)
+    assert whole.frame.height >= 20 and len(whole.rejects) >= 2  # empty cells are missing values
     stats: dict[str, int] = {}
     chunks = list(accepted_chunks(path, chunk_rows=4, stats=stats))
     frame = pl.concat([c.frame for c in chunks if c.frame.height], how="diagonal_relaxed")
@@ -239,6 +240,9 @@ def test_streamed_chunks_match_read_input(tmp_path, suffix):
         "rejected": len(whole.rejects),
     }
     assert [c.first_row for c in chunks] == list(np.cumsum([0] + [c.frame.height for c in chunks])[:-1])
+    records = list(iter_records(path))
+    assert count_records(path) == len(records) == whole.rows_read
+    assert column_values(path, "model") == [None if r is None else r.get("model") for _, r, _, _ in records]
 
 
 # --------------------------------------------------------------------------- the Ray engine
