@@ -145,8 +145,9 @@ def _iter_json(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | N
 def _iter_delimited(path: Path, sep: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
     """CSV (RFC 4180 quoting) or TSV (no quoting: a ``"`` is an ordinary character), streamed row
     by row from the file: a byte-order mark is dropped, bytes that are not UTF-8 reject only their
-    row, any line ending (LF, CRLF, CR alone) works, an empty cell is a missing value (None, as
-    Parquet and JSON write it), and the line number is the file line the record starts on."""
+    row, any line ending (LF, CRLF, CR alone) works, and the line number is the file line the
+    record starts on. An empty cell is the empty string (an empty optional bail field counts as
+    absent, see :func:`_check_bail_fields`)."""
     kind = "TSV" if sep == "\t" else "CSV"
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
     with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
@@ -174,7 +175,7 @@ def _iter_delimited(path: Path, sep: str) -> Iterator[tuple[int, dict[str, Any] 
                 if fields:
                     yield start, None, f"not valid UTF-8 in field '{fields[0]}'", ""
                     continue
-                yield start, {h: (v if v != "" else None) for h, v in zip(header, row, strict=True)}, None, ""
+                yield start, dict(zip(header, row, strict=True)), None, ""
         except csv.Error as exc:
             raise UserError(f"{path}: line {reader.line_num}: cannot parse as {kind}: {exc}") from exc
 
@@ -324,7 +325,7 @@ def _clean_turns(value: Any, bail_turn: Any, non_text: list[str]) -> list[dict[s
         if not isinstance(content, str):
             raise _Reject("conversation", f"turn {j}: 'content' must be a string or a list of content parts")
         turns.append({"role": role.lower(), "content": content})
-    if bail_turn is not None:
+    if not _absent(bail_turn):
         try:
             cut = int(bail_turn)
         except (TypeError, ValueError) as exc:
@@ -362,12 +363,17 @@ def _join_parts(parts: list[Any], turn: int, non_text: list[str]) -> str:
     return "\n\n".join(texts)
 
 
+def _absent(value: Any) -> bool:
+    """An optional field left out: missing, null, or an empty CSV/TSV cell."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _check_bail_fields(rec: dict[str, Any]) -> None:
     method = rec.get("bail_method")
-    if method is not None and method not in BAIL_METHODS:
+    if not _absent(method) and method not in BAIL_METHODS:
         raise _Reject("bail_method", f"must be one of {', '.join(BAIL_METHODS)}, got {method!r}")
     prob = rec.get("bail_probability")
-    if prob is not None:
+    if not _absent(prob):
         try:
             p = float(prob)
         except (TypeError, ValueError) as exc:
