@@ -78,10 +78,16 @@ def test_run_against_a_real_model_keeps_the_products_rules(tmp_path: Path) -> No
     cache = Path(os.environ.get("BAILCLIO_REAL_LLM_CACHE", tmp_path / "llm.sqlite"))
     with serve_real_llm(tmp_path) as base:
         first = run_cli(inp, tmp_path / "run", base, cache, config)
-        assert first.returncode == 0, first.stderr[-3000:]
+        # 0: complete; 4: written, with the failed part of the LLM stage said (an imperfect model)
+        assert first.returncode in (0, 4), first.stderr[-3000:]
         again = run_cli(inp, tmp_path / "again", base, cache, config)
-        assert again.returncode == 0, again.stderr[-3000:]
+        assert again.returncode == first.returncode, again.stderr[-3000:]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    if first.returncode == 4:
+        assert manifest["status"] == "incomplete" and manifest["incomplete"], manifest.get("incomplete")
+        assert "INCOMPLETE" in first.stdout
+    else:
+        assert manifest["status"] == "complete"
     llm = manifest["llm"]
     print(json.dumps({k: llm[k] for k in ("clustering", "grounding", "warnings", "total")}, indent=1))
     assert llm["backend_stats"]["json_mode"] == "json_schema"  # llama.cpp took the schema
