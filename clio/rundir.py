@@ -223,15 +223,9 @@ def building(out: str | Path, force: bool) -> Iterator[Path]:
 
 def prepare_out_dir(out: str | Path, force: bool) -> Path:
     """An empty directory at ``out``: an existing run (or a folder holding only rejects) is
-    replaced with ``force``; anything else is refused."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise UserError(f"{p}: exists and is not a directory")
+    replaced with ``force``; anything else is refused (:func:`check_out_dir`)."""
+    p = check_out_dir(out, force)
     if p.exists() and any(p.iterdir()):
-        if not force:
-            raise UserError(f"{p}: output directory is not empty (use --force to replace it)")
-        if not is_run_dir(p) and not (p / REJECTS).exists():
-            raise UserError(f"{p}: not empty and not a run directory; refusing to replace it")
         shutil.rmtree(p)
     p.mkdir(parents=True, exist_ok=True)
     return p
