@@ -13,13 +13,13 @@ Parents: by default this module names the *structural* hierarchy of :mod:`bailcl
 proposed parents -> dedupe -> LLM assignment of each child -> renaming). Why: the structure stays
 computed without the LLM, so it is reproducible from the embeddings alone, costs one call per
 parent (O(clusters) in all), and no reply, including one steered by a conversation that tries to
-inject instructions, can move a child to another parent; the Ward cuts already give every child exactly one parent and
-the configured level sizes. What the LLM adds is the words: each intermediate and top node is named
-from its children's names and descriptions, contrasted with the children of the nearest other
-parents of the same level. A parent with a single child takes that child's name and description
-(no call). The cost is that parents group children by embedding proximity rather than by the
-LLM's judgement of topic, which Clio's hierarchizer gives: ``naming.hierarchy = "llm"`` runs it
-(:mod:`bailclio.llm_hierarchy`).
+inject instructions, can move a child to another parent; the Ward cuts already give every child
+exactly one parent and the configured level sizes. What the LLM adds is the words: each
+intermediate and top node is named from its children's names and descriptions, contrasted with the
+children of the nearest other parents of the same level. A parent with a single child takes that
+child's name and description (no call). The cost is that parents group children by embedding
+proximity rather than by the LLM's judgement of topic, which Clio's hierarchizer gives:
+``naming.hierarchy = "llm"`` runs it (:mod:`bailclio.llm_hierarchy`).
 
 Failures never become names: a node whose call fails (HTTP errors after retries, a reply that does
 not validate after ``llm.max_attempts``, the budget) keeps its keyphrase name, with
@@ -344,8 +344,15 @@ def _description(text: str) -> str:
 
 
 def _instructions(req: ChatRequest) -> str:
-    """The prompt's own words: system and task text, without the tagged member lists."""
-    text = "\n".join(str(m["content"]) for m in req.messages if m["role"] != "assistant")
+    """The prompt's own words: system and task text, without the tagged member lists. Turns
+    after the model's first reply (a retry's feedback, which quotes that reply) are not the
+    prompt's words: a retry may keep words of its own earlier answer."""
+    first: list[dict] = []
+    for m in req.messages:
+        if m["role"] == "assistant":
+            break
+        first.append(m)
+    text = "\n".join(str(m["content"]) for m in first)
     return re.sub(r"<(members|nearby|children)>.*?</\1>", " ", text, flags=re.DOTALL)
 
 

@@ -49,14 +49,24 @@ def restating_model(body: dict[str, Any]) -> str:
         return json.dumps(
             {"request": f"{PREFILL} {REQUEST[theme].format(t=t)}.", "language": "English", "concern": 1}
         )
-    return json.dumps({"name": "Help with a task", "description": "Users ask for help. They want it done."})
+    return json.dumps(
+        {
+            "name": "Help with short writing tasks",
+            "description": "Users ask for help with short texts. They want it done.",
+        }
+    )
 
 
 def one_answer_model(body: dict[str, Any]) -> str:
     """Gives the same request for every conversation."""
     if prompt_kind(body) == "facets":
         return json.dumps({"request": "get help with something", "language": "English", "concern": 1})
-    return json.dumps({"name": "Help with a task", "description": "Users ask for help. They want it done."})
+    return json.dumps(
+        {
+            "name": "Help with short writing tasks",
+            "description": "Users ask for help with short texts. They want it done.",
+        }
+    )
 
 
 def write_prompts(path: Path) -> Path:

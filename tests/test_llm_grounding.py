@@ -113,3 +113,45 @@ def test_a_name_fixed_on_the_retry_is_kept(server: ScriptedServer, prompts: Path
         assert node.extra["grounded_first"] is False and node.extra["grounding_retried"] is True
         assert node.extra["grounded"] is True
     assert res.manifest["llm"]["stages"]["names_leaf"]["replaced_ungrounded"] == 0
+
+
+def test_a_grounding_retry_may_keep_words_of_its_own_first_answer() -> None:
+    from bailclio.llm.base import ChatRequest
+    from bailclio.llm.structured import with_feedback
+    from bailclio.llm_naming import GROUNDING_FEEDBACK, _instructions
+
+    req = ChatRequest(
+        messages=[
+            {"role": "system", "content": "Name clusters of conversations."},
+            {"role": "user", "content": "Name this cluster.\n<members>\n- a poem\n</members>"},
+        ]
+    )
+    first = "Write rhyming poems about the seaside at dusk"
+    msg = GROUNDING_FEEDBACK.format(name=first, what="members", others="nearby items", why="margin -0.1")
+    retry = with_feedback(req, json.dumps({"name": first, "description": "Poems."}), msg)
+    own_words = _instructions(retry)
+    assert first.lower() not in own_words.lower()
+    assert "Name this cluster." in own_words and "a poem" not in own_words
+    assert _instructions(req) == own_words
+
+
+def test_a_name_of_generic_words_only_is_asked_again(
+    server: ScriptedServer, prompts: Path, tmp_path: Path
+) -> None:
+    right = namer(fix_on_retry=True)
+
+    def handler(body: dict[str, Any]) -> str:
+        first = {**body, "messages": body["messages"][:2]}
+        if prompt_kind(first) == "leaf" and (body.get("seed") or 0) < 1000:  # the first attempt
+            return json.dumps(
+                {"description": "Users ask for help. They want answers.", "name": "Assist users"}
+            )
+        return right(body)
+
+    server.handler = handler
+    res = run(prompts, tmp_path / "run", cfg_for(server, tmp_path / "c.sqlite"), progress=False)
+    leaves = [n for n in res.taxonomy.level(res.taxonomy.depth - 1) if not n.extra.get("is_outlier_node")]
+    assert leaves and all(n.extra["name_source"] == "llm" for n in leaves)
+    assert not any(n.name.startswith("Assist users") for n in leaves)
+    stage = res.manifest["llm"]["stages"]["names_leaf"]
+    assert stage["first_attempt_valid"] == 0
