@@ -2,6 +2,9 @@
 
     python bench/scale.py [--sizes 10000 50000 200000] [--cold-sizes ...] [--full-sizes 10000 50000]
                           [--ami-size 50000] [--ray-sizes 200000] [--fit-sample 20000]
+                          [--backend torch] [--work DIR]
+    python bench/scale.py --quality [--ami-size 50000] [--seeds 0 1 2] [--fit-sample 20000]
+                          [--variant NAME="--flag value" ...]
 
 Rows are the texts of CLINC150, Banking77 and BailBench (data/ or ../shared/data) repeated with
 small perturbations (a word dropped, two words swapped, a short suffix), so every row is a distinct
@@ -17,6 +20,15 @@ Printed: whole-process wall time and peak RSS (the driver process's; Ray workers
 processes, so their memory is listed apart), per-stage times from the manifest, the growth exponent
 of each (slope of log time against log N over the sizes run), and at ``--ami-size`` the AMI of the
 sampled and the full run's leaves against the truth and against each other (same seed).
+
+``--quality``: at ``--ami-size`` rows only, for each of ``--seeds``, a full build and a sampled
+build with the same seed (vectors cached after the first), and per ``--variant`` a sampled build
+with extra ``bailclio run`` flags; printed: each build's leaf AMI against the truth, the sampled
+builds' AMI against the full build, and the median over seeds of (sampled - full) against the
+truth, the floor being -0.02.
+
+``--backend`` runs every build with that ``[embedding] backend`` (the vectors are cached per
+back-end); ``--work DIR`` keeps inputs, caches and runs there, so a second invocation is warm.
 """
 
 from __future__ import annotations
@@ -108,6 +120,9 @@ def make_input(n: int, path: Path, seed: int = 0) -> Path:
     return path
 
 
+BACKEND: list[str] = []  # extra run flags naming the embedding back-end (--backend)
+
+
 def run_once(inp: Path, out: Path, cache: Path, extra: list[str]) -> dict:
     stats = out.with_suffix(".stats.json")
     env = dict(
@@ -129,6 +144,7 @@ def run_once(inp: Path, out: Path, cache: Path, extra: list[str]) -> dict:
             str(out),
             "--force",
             "--quiet",
+            *BACKEND,
             *extra,
             str(stats),
         ],
@@ -183,6 +199,64 @@ def leaves_vs_truth(run_dir: Path, truth: dict[str, str]) -> tuple[list[str], li
     return a["leaf_id"].to_list(), [truth[c] for c in a["conversation_id"].to_list()]
 
 
+def quality(args: argparse.Namespace, work: Path) -> int:
+    """Sampled vs full builds at ``--ami-size`` rows, per seed (see the module docstring)."""
+    import shlex
+    import statistics
+
+    from sklearn.metrics import adjusted_mutual_info_score as ami
+
+    n = args.ami_size
+    inp = work / f"in-{n}.parquet"
+    if not inp.exists():
+        make_input(n, inp)
+    frame = pl.read_parquet(inp)
+    truth = dict(zip(frame["id"].to_list(), frame["label"].to_list(), strict=True))
+    cache = work / f"cache-{n}"
+    variants = [("sampled", [])]
+    for v in args.variant or []:
+        name, _, flags = v.partition("=")
+        variants.append((name, shlex.split(flags)))
+    rows: dict[str, list[float]] = {}
+    print(f"{n:,} rows, fit sample {args.fit_sample}, seeds {args.seeds}; {os.cpu_count()} CPUs\n")
+    print("| seed | build | leaves | wall s | AMI vs truth | AMI vs full | vs truth - full |")
+    print("|---|---|---|---|---|---|---|")
+    for seed in args.seeds:
+        full_dir = work / f"q-full-{seed}"
+        if args.reuse_full and (full_dir / "manifest.json").exists():
+            full = {
+                "wall_s": float("nan"),
+                "counts": json.loads((full_dir / "manifest.json").read_text())["counts"],
+            }
+        else:
+            full = run_once(inp, full_dir, cache, ["--sample", "0", "--seed", str(seed)])
+        f_leaf, f_truth = leaves_vs_truth(full_dir, truth)
+        f_ami = ami(f_truth, f_leaf)
+        line = f"| {seed} | full | {full['counts']['leaves']} | {full['wall_s']:.0f} | {f_ami:.3f} | | |"
+        print(line, flush=True)
+        for name, flags in variants:
+            out = work / f"q-{name}-{seed}"
+            res = run_once(inp, out, cache, ["--sample", str(args.fit_sample), "--seed", str(seed), *flags])
+            s_leaf, s_truth = leaves_vs_truth(out, truth)
+            assert s_truth == f_truth, "runs list rows in different orders"
+            s_ami, vs_full = ami(s_truth, s_leaf), ami(f_leaf, s_leaf)
+            rows.setdefault(name, []).append(s_ami - f_ami)
+            rows.setdefault(f"{name} vs full", []).append(vs_full)
+            print(
+                f"| {seed} | {name} | {res['counts']['leaves']} | {res['wall_s']:.0f} | {s_ami:.3f} "
+                f"| {vs_full:.3f} | {s_ami - f_ami:+.3f} |",
+                flush=True,
+            )
+    print("\nmedian over seeds:\n")
+    print("| build | AMI vs full | (AMI vs truth) - full's | floor -0.02 |")
+    print("|---|---|---|---|")
+    for name, _ in variants:
+        d = statistics.median(rows[name])
+        vs = statistics.median(rows[f"{name} vs full"])
+        print(f"| {name} | {vs:.3f} | {d:+.3f} | {'met' if d >= -0.02 else 'NOT met'} |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 50000, 200000])
@@ -191,8 +265,23 @@ def main() -> int:
     ap.add_argument("--ami-size", type=int, default=50000)
     ap.add_argument("--ray-sizes", type=int, nargs="*", default=[200000])
     ap.add_argument("--fit-sample", type=int, default=20000)
-    ap.add_argument("--keep", help="keep the runs in this folder")
+    ap.add_argument("--keep", "--work", dest="keep", help="keep inputs, caches and runs in this folder")
+    ap.add_argument("--backend", help="[embedding] backend for every build (default: the config's)")
+    ap.add_argument("--quality", action="store_true", help="sampled vs full builds at --ami-size only")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variant", action="append", help='NAME="--run flags": another sampled build')
+    ap.add_argument("--reuse-full", action="store_true", help="--quality: keep full builds already in --work")
     args = ap.parse_args()
+    if args.backend or args.quality:
+        work = Path(args.keep or tempfile.mkdtemp(prefix="bailclio-scale-"))
+        work.mkdir(parents=True, exist_ok=True)
+        if args.backend:
+            cfg = work / f"backend-{args.backend}.toml"
+            cfg.write_text(f'[embedding]\nbackend = "{args.backend}"\n')
+            BACKEND[:] = ["--config", str(cfg)]
+        args.keep = str(work)
+        if args.quality:
+            return quality(args, work)
     cold_sizes = set(args.sizes if args.cold_sizes is None else args.cold_sizes)
     sizes = sorted(set(args.sizes) | set(args.full_sizes) | set(args.ray_sizes))
     sample = ["--sample", str(args.fit_sample)]
