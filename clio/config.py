@@ -76,7 +76,9 @@ class HierarchyConfig(_Section):
     top_max_share: float = Field(default=0.6, gt=0, le=1, description="largest share of rows in one top node")
     branching: float = Field(default=3.5, gt=1, description="children per parent aimed at between levels")
     max_branching: float = Field(default=8.0, gt=1, description="children per parent never aimed above")
-    linkage: Literal["ward", "average", "complete"] = "ward"
+    # "ward_weighted": Ward with each leaf weighted by its rows (Ward's tree over the rows, leaves
+    # kept whole); "ward": each leaf centroid counts as one point, whatever its size.
+    linkage: Literal["ward_weighted", "ward", "average", "complete"] = "ward_weighted"
 
     @model_validator(mode="after")
     def _sizes_increase(self) -> HierarchyConfig:

@@ -1,7 +1,9 @@
 """A hierarchy of any depth (top categories -> ... -> leaves) built without an LLM.
 
 Leaf centroids are merged by one agglomerative (Ward) dendrogram and the dendrogram is cut once
-per level. All cuts come from the same tree, so they nest: every node has exactly one parent.
+per level. By default each centroid weighs as many rows as its leaf holds (:func:`weighted_ward`),
+so the tree is Ward's tree over the rows with every leaf kept whole; ``linkage = "ward"`` counts
+every leaf as one point. All cuts come from the same tree, so they nest: every node has exactly one parent.
 The centroids live in the clustering space joined with the centred embeddings (when given), so
 the upper levels see the embedding geometry that UMAP's local layout flattens.
 
@@ -121,6 +123,63 @@ def _relabel(groups: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.array([mapping[int(g)] for g in groups], dtype=np.int64)
 
 
+def weighted_ward(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Ward's agglomeration of weighted points, as a SciPy linkage matrix.
+
+    Merging clusters ``a`` and ``b`` costs ``w_a * w_b / (w_a + w_b) * |c_a - c_b|^2``, the rise in
+    the weighted within-cluster sum of squares; with unit weights this is SciPy's ``ward``. With
+    leaf sizes as weights, the tree over leaf centroids is Ward's tree over the rows themselves,
+    constrained to keep each leaf whole, so a large leaf is not merged as if it were one row.
+    Column 3 counts the points (leaves) below each node, as ``fcluster`` expects; heights are
+    ``sqrt(2 * cost)`` (SciPy's scale) and never decrease (Ward is reducible).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    n = len(pts)
+    cent = pts.copy()
+    w = np.asarray(weights, dtype=np.float64).copy()
+    count = np.ones(n)
+    ids = np.arange(n)
+    active = np.ones(n, dtype=bool)
+    sq = (cent**2).sum(axis=1)
+    dist = np.maximum(sq[:, None] + sq[None, :] - 2 * cent @ cent.T, 0.0)
+    cost = (w[:, None] * w[None, :]) / (w[:, None] + w[None, :]) * dist
+    np.fill_diagonal(cost, np.inf)
+    best = cost.argmin(axis=1) if n > 1 else np.zeros(n, dtype=np.int64)  # each row's cheapest merge
+    best_cost = cost[np.arange(n), best] if n > 1 else np.full(n, np.inf)
+    z = np.zeros((max(n - 1, 0), 4))
+    height = 0.0
+    for step in range(n - 1):
+        a = int(np.argmin(np.where(active, best_cost, np.inf)))
+        b = int(best[a])
+        a, b = min(a, b), max(a, b)
+        height = max(height, math.sqrt(2 * float(cost[a, b])))
+        z[step] = [min(ids[a], ids[b]), max(ids[a], ids[b]), height, count[a] + count[b]]
+        wa, wb = w[a], w[b]
+        cent[a] = (wa * cent[a] + wb * cent[b]) / (wa + wb)
+        w[a], count[a], ids[a] = wa + wb, count[a] + count[b], n + step
+        active[b] = False
+        cost[b, :] = cost[:, b] = np.inf
+        best_cost[b] = np.inf
+        others = np.flatnonzero(active)
+        others = others[others != a]
+        if not len(others):
+            break
+        d = ((cent[others] - cent[a]) ** 2).sum(axis=1)
+        cost[a, others] = cost[others, a] = w[a] * w[others] / (w[a] + w[others]) * d
+        best[a] = others[int(np.argmin(cost[a, others]))]
+        best_cost[a] = cost[a, best[a]]
+        # Ward is reducible: a merge never brings a third cluster nearer than its nearer part was,
+        # so only rows that pointed at a or b need a full rescan; the rest only compare with a.
+        stale = others[(best[others] == a) | (best[others] == b)]
+        for i in stale:
+            best[i] = int(np.argmin(cost[i]))
+            best_cost[i] = cost[i, best[i]]
+        nearer = others[cost[others, a] < best_cost[others]]
+        best[nearer] = a
+        best_cost[nearer] = cost[nearer, a]
+    return z
+
+
 def _cut(tree: np.ndarray, n: int, k: int) -> np.ndarray:
     from scipy.cluster.hierarchy import fcluster
 
@@ -170,7 +229,10 @@ def build_hierarchy(
         sizes = [k, k]
     h_space = hierarchy_space(space, vectors)
     centroids = np.stack([h_space[labels == i].mean(axis=0) for i in range(k)])
-    tree = linkage(centroids, method=cfg.linkage)
+    if cfg.linkage == "ward_weighted":
+        tree = weighted_ward(centroids, weights)
+    else:
+        tree = linkage(centroids, method=cfg.linkage)
     if not sizes:
         top = default_top(k, cfg)
         first = top
@@ -203,4 +265,5 @@ def build_hierarchy(
     parents = _parents_from_cuts(cuts, weights)
     hier = Hierarchy(parents, k, info)
     info["requested_sizes"] = [int(s) for s in sizes]
+    info["linkage"] = cfg.linkage
     return hier
