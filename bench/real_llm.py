@@ -17,7 +17,7 @@ names grounded and every ungrounded one replaced, LLM reconstruction >= keyphras
 reconstruction, no unhandled error, rerun with zero calls) and exits non-zero if one fails.
 
     python bench/real_llm.py --base-url http://127.0.0.1:18181/v1 --model qwen2.5-coder-1.5b \\
-        --cache /tmp/real-llm.sqlite --json-out bench-real-llm.json
+        --cache /tmp/real-llm.sqlite --json-out bench-real-llm.json [--hierarchy llm]
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def config(args: argparse.Namespace, cache: Path) -> Any:
             "llm.max_concurrency": 1,
             "llm.cache_path": str(cache),
             "cluster.min_cluster_size": args.min_cluster_size,
+            "naming.hierarchy": args.hierarchy,
             "facets": facets,
         },
     )
@@ -221,6 +222,12 @@ def main() -> int:
     ap.add_argument("--labels", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-cluster-size", type=int, default=4)
+    ap.add_argument(
+        "--hierarchy",
+        choices=["structural", "llm"],
+        default="structural",
+        help="[naming] hierarchy: levels above the leaves from the Ward tree, or built by the LLM",
+    )
     ap.add_argument(
         "--cache", default=str(Path.home() / ".cache" / "bailclio" / "llm" / "real-llm-bench.sqlite")
     )
