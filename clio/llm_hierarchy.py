@@ -26,6 +26,10 @@ a first grouping; then, for each level above the leaves, from the bottom:
    other (:mod:`bailclio.grounding`: retried once with the failure stated, then the keyphrase
    name of the new grouping, flagged), and names are made unique within the level.
 
+At the top level, children the model moved into a category that would then hold more than
+``[hierarchy] top_max_share`` of the rows go back to their structural category
+(``parent_error`` says so), the rule the structural tree keeps.
+
 The parents of the next level up are proposed from the structural groups the new categories
 mostly fall in (by member count), so the depth stays the structural one; a level can end with
 fewer nodes than the structural level (merged or emptied categories), never more. Nodes are
@@ -211,6 +215,34 @@ def _relabel(assign: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.array([mapping[int(a)] for a in assign], dtype=np.int64)
 
 
+def _limit_top_share(
+    assign: dict[int, int],
+    structural: dict[int, int],
+    weights: np.ndarray,
+    cfg: Config,
+    parent_source: dict[int, str],
+    parent_error: dict[int, str],
+) -> None:
+    """Where the model's assignment puts more than ``hierarchy.top_max_share`` of the rows under one
+    top category, the children it moved into that category go back to their structural one (in
+    place); a category that large by the structural tree alone is left as it is."""
+    limit = cfg.hierarchy.top_max_share
+    total = float(sum(weights[c] for c in assign)) or 1.0
+    share: dict[int, float] = {}
+    for c, k in assign.items():
+        share[k] = share.get(k, 0.0) + float(weights[c]) / total
+    for k, s in share.items():
+        if s <= limit:
+            continue
+        for c in [c for c in assign if assign[c] == k and structural[c] != k]:
+            assign[c] = structural[c]
+            parent_source[c] = "structural"
+            parent_error[c] = (
+                f"structural parent kept: the model's assignment put {s:.0%} of the rows under one "
+                f"top category (hierarchy.top_max_share {limit:.0%})"
+            )
+
+
 def build_and_name(
     backend: LLMBackend,
     *,
@@ -342,6 +374,9 @@ def build_and_name(
                 c = batch[a.group - 1]
                 assign[c] = offered[a.category - 1]
                 parent_source[c] = "llm"
+        if level == 0:  # the top level keeps the structural tree's rule on its largest node
+            _limit_top_share(assign, {c: cat_of_group[group_of[c]] for c in child_ids}, weights, cfg,
+                             parent_source, parent_error)  # fmt: skip
         for c in child_ids:
             kids[c].extra["parent_source"] = parent_source[c]
             if c in parent_error:

@@ -172,6 +172,31 @@ def test_children_go_to_the_parent_the_model_assigns_at_any_depth(
     assert first.count("Cover fruit") == 1  # the duplicate proposal is offered once
 
 
+def test_an_assignment_that_lumps_most_rows_under_one_top_category_keeps_the_structural_parents(
+    server: ScriptedServer, inputs: dict[str, Any], tmp_path: Path
+) -> None:
+    def lumper(body: dict[str, Any]) -> str | None:
+        if "<groups>" not in body["messages"][1]["content"]:
+            return sorter(body)
+        cats = numbered(body, "categories")
+        k = next((i for i, c in enumerate(cats, 1) if c.startswith("Cover vehicles")), 1)
+        return json.dumps({"assignments": [{"group": g, "category": k} for g in range(1, 9)]})
+
+    server.handler = lumper
+    res = build(server, inputs, tmp_path, 2)
+    check_tree(res, 2)
+    leaves, top = res.levels[-1], res.parents[-1]
+    # everything sent to "vehicles" would be every row; the fruit-side children go back
+    assert top[LEAVES.index("apple")] != top[LEAVES.index("bus")]
+    for t in ("apple", "banana", "cherry", "grape", "car", "truck"):
+        extra = leaves[LEAVES.index(t)].extra
+        assert extra["parent_source"] == "structural" and "top_max_share" in extra["parent_error"]
+    assert leaves[LEAVES.index("bus")].extra["parent_source"] == "llm"
+    rows = np.bincount(top[inputs["labels"]])
+    structural_top = np.bincount(np.array([0, 0, 0, 0, 0, 0, 1, 1])[inputs["labels"]])
+    assert rows.max() <= structural_top.max()  # no larger than the structural tree's (merged) top
+
+
 @pytest.mark.parametrize(
     "bad",
     [
