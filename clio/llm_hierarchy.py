@@ -375,8 +375,8 @@ def build_and_name(
                 assign[c] = offered[a.category - 1]
                 parent_source[c] = "llm"
         if level == 0:  # the top level keeps the structural tree's rule on its largest node
-            _limit_top_share(assign, {c: cat_of_group[group_of[c]] for c in child_ids}, weights, cfg,
-                             parent_source, parent_error)  # fmt: skip
+            structural_cat = {c: cat_of_group[group_of[c]] for c in child_ids}
+            _limit_top_share(assign, structural_cat, weights, cfg, parent_source, parent_error)
         for c in child_ids:
             kids[c].extra["parent_source"] = parent_source[c]
             if c in parent_error:
