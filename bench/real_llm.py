@@ -98,10 +98,14 @@ def node_texts(nodes: list[Any], kind: str) -> dict[str, str]:
             continue
         if kind == "final":
             out[n.id] = f"{n.name}. {n.description}"
-        elif kind == "keyphrases":
-            out[n.id] = f"{n.extra.get('keyphrase_name', n.name)}. {n.extra.get('keyphrase_description', '')}"
+        # A node whose LLM name was refused carries its keyphrase name and description as its own.
+        own = n.extra.get("name_source") == "keyphrases"
+        kp_name = n.extra.get("keyphrase_name") or n.name
+        if kind == "keyphrases":
+            desc = n.extra.get("keyphrase_description") or (n.description if own else "")
+            out[n.id] = f"{kp_name}. {desc}"
         else:  # keyphrase name and keywords, without the quoted member
-            out[n.id] = f"{n.extra.get('keyphrase_name', n.name)}: {', '.join(n.keywords)}"
+            out[n.id] = f"{kp_name}: {', '.join(n.keywords)}"
     return out
 
 

@@ -12,7 +12,8 @@ text that must be embedded; each row keeps its source's finest label (intent, ca
 subcategory) as truth. Every run is a fresh `bailclio run` process:
 
 * cold: sampled run (fit on ``--fit-sample`` rows, the rest placed) with an empty embedding cache;
-* warm: the same run again, vectors cached;
+* warm: the same run again, vectors cached (one cache for every size: each size is a prefix of
+  the largest, whose cold run fills it; smaller cold runs start from an empty cache of their own);
 * full: a warm run with sampling off (every row through UMAP and HDBSCAN), at ``--full-sizes``;
 * ray: the warm sampled run with ``--engine ray`` on a local Ray instance, at ``--ray-sizes``.
 
@@ -38,6 +39,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -292,28 +294,45 @@ def main() -> int:
         biggest = make_input(max(sizes), work / f"in-{max(sizes)}.parquet")
         frame = pl.read_parquet(biggest)
         truth = dict(zip(frame["id"].to_list(), frame["label"].to_list(), strict=True))
+        # Every size is a prefix of the largest, so one shared cache serves every warm run: the
+        # largest cold run fills it (cold because it starts empty); smaller cold runs get an empty
+        # cache of their own, removed after. A run that is not cold but finds rows missing from
+        # the shared cache (no cold run that large came first) is marked with "*".
+        shared = work / "cache"
+        plan: list[tuple[str, int, list[str]]] = [
+            ("cold", n, sample) for n in sorted(cold_sizes, reverse=True)
+        ]
         for n in sizes:
+            if n in args.sizes:
+                plan.append(("warm", n, sample))
+            if n in args.full_sizes:
+                plan.append(("full", n, ["--sample", "0"]))
+            if n in args.ray_sizes:
+                plan.append(("ray", n, [*sample, "--engine", "ray"]))
+        marker = work / "cache-filled-rows"
+        filled = int(marker.read_text()) if marker.exists() else 0
+        for kind, n, extra in plan:
             inp = work / f"in-{n}.parquet"
             if not inp.exists():
                 frame.head(n).write_parquet(inp)
-            cache = work / f"cache-{n}"
-            kinds = []
-            if n in cold_sizes:
-                kinds.append(("cold", sample))
-            if n in args.sizes:
-                kinds.append(("warm", sample))
-            if n in args.full_sizes:
-                kinds.append(("full", ["--sample", "0"]))
-            if n in args.ray_sizes:
-                kinds.append(("ray", [*sample, "--engine", "ray"]))
-            for kind, extra in kinds:
-                res = run_once(inp, work / f"run-{kind}-{n}", cache, extra)
-                results[kind, n] = res
-                print(
-                    f"  {kind} {n}: {res['wall_s']:.1f} s, peak RSS {res['max_rss_mb']:.0f} MB",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            own = kind == "cold" and (filled > 0 or n != max(cold_sizes))
+            cache = work / f"cache-cold-{n}" if own else shared
+            if own:
+                shutil.rmtree(cache, ignore_errors=True)
+            elif kind != "cold" and n > filled:
+                kind = f"{kind}*"
+            res = run_once(inp, work / f"run-{kind}-{n}", cache, extra)
+            if own:
+                shutil.rmtree(cache, ignore_errors=True)
+            else:
+                filled = max(filled, n)
+                marker.write_text(str(filled))
+            results[kind, n] = res
+            print(
+                f"  {kind} {n}: {res['wall_s']:.1f} s, peak RSS {res['max_rss_mb']:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
         ami_rows = []
         if ("warm", args.ami_size) in results and ("full", args.ami_size) in results:
             from sklearn.metrics import adjusted_mutual_info_score as ami

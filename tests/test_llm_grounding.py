@@ -155,3 +155,43 @@ def test_a_name_of_generic_words_only_is_asked_again(
     assert not any(n.name.startswith("Assist users") for n in leaves)
     stage = res.manifest["llm"]["stages"]["names_leaf"]
     assert stage["first_attempt_valid"] == 0
+
+
+def test_a_description_sentence_about_a_neighbours_members_is_dropped_and_kept_on_record(
+    server: ScriptedServer, prompts: Path, tmp_path: Path
+) -> None:
+    stray = "They also want step-by-step cake recipes with chocolate and vanilla flavours."
+
+    def handler(body: dict[str, Any]) -> str:
+        if prompt_kind(body) != "leaf":
+            return restating_model(body)
+        theme = theme_of_members(body)
+        name, desc = RIGHT[theme]
+        if theme == "code":
+            desc = f"{desc.split('.')[0]}. {stray}"
+        return json.dumps({"name": name, "description": desc})
+
+    server.handler = handler
+    res = run(prompts, tmp_path / "run", cfg_for(server, tmp_path / "c.sqlite"), progress=False)
+    leaves = [n for n in res.taxonomy.level(res.taxonomy.depth - 1) if n.extra.get("name_source") == "llm"]
+    code = [n for n in leaves if n.name.startswith(RIGHT["code"][0])]
+    assert code
+    for node in code:
+        assert node.description == "Users ask to fix a Python KeyError."
+        assert node.extra["description_dropped"] == [stray]
+    others = [n for n in leaves if n not in code]
+    assert others and all("description_dropped" not in n.extra for n in others)
+
+
+def test_trimming_keeps_a_single_sentence_and_a_text_whose_every_sentence_fails() -> None:
+    import numpy as np
+
+    from bailclio.grounding import Grounder
+
+    vecs = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    groups = np.array([0, 0, 1, 1])
+    g = Grounder(vecs, lambda texts: np.array([[1.0, 0.0] if "soup" in t else [0.0, 1.0] for t in texts]))
+    out = g.trim(groups, {0: "About soup. Also bread.", 1: "About soup. More soup."})
+    assert out[0] == ("About soup.", ["Also bread."])
+    assert out[1] == ("About soup. More soup.", [])  # no sentence fits group 1: kept whole
+    assert g.trim(groups, {0: "Only bread here."})[0] == ("Only bread here.", [])
