@@ -96,12 +96,12 @@ def node_texts(nodes: list[Any], kind: str) -> dict[str, str]:
     for n in nodes:
         if n.extra.get("is_outlier_node"):
             continue
-        if kind == "final":
-            out[n.id] = f"{n.name}. {n.description}"
         # A node whose LLM name was refused carries its keyphrase name and description as its own.
         own = n.extra.get("name_source") == "keyphrases"
         kp_name = n.extra.get("keyphrase_name") or n.name
-        if kind == "keyphrases":
+        if kind == "final":
+            out[n.id] = f"{n.name}. {n.description}"
+        elif kind == "keyphrases":
             desc = n.extra.get("keyphrase_description") or (n.description if own else "")
             out[n.id] = f"{kp_name}. {desc}"
         else:  # keyphrase name and keywords, without the quoted member
@@ -186,13 +186,7 @@ def measure(run_dir: Path, cfg: Any) -> dict[str, Any]:
                 "description": n.description,
                 **{
                     k: n.extra.get(k)
-                    for k in (
-                        "name_source",
-                        "name_error",
-                        "grounding_margin",
-                        "keyphrase_name",
-                        "description_dropped",
-                    )
+                    for k in ("name_source", "name_error", "grounding_margin", "keyphrase_name")
                 },
             }
             for n in r.taxonomy.nodes

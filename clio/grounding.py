@@ -22,7 +22,6 @@ is reported.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -73,69 +72,28 @@ class Grounder:
     ) -> dict[int, Grounding]:
         """A :class:`Grounding` for every node in ``texts`` (node id -> its name and description);
         ``groups`` gives each row's node; nodes in ``exclude`` are never used as siblings."""
-        keys = sorted(texts)
-        return dict(
-            zip(keys, self.score(groups, [(k, texts[k]) for k in keys], exclude=exclude), strict=True)
-        )
-
-    def score(
-        self, groups: np.ndarray, items: list[tuple[int, str]], *, exclude: Collection[int] = ()
-    ) -> list[Grounding]:
-        """A :class:`Grounding` for each (node id, text) pair; a node may have several texts."""
-        if not items:
-            return []
+        if not texts:
+            return {}
         ids = [int(g) for g in np.unique(groups)]
         means = {g: self.vectors[groups == g].mean(axis=0) for g in ids}
         others = [g for g in ids if g not in set(exclude)]
         cents = _unit(np.stack([means[g] for g in others])) if others else np.zeros((0, 1))
-        named = _unit(np.asarray(self.embed([t for _, t in items]), dtype=np.float64))
-        out: list[Grounding] = []
-        for (k, _), v in zip(items, named, strict=True):
+        keys = sorted(texts)
+        named = _unit(np.asarray(self.embed([texts[k] for k in keys]), dtype=np.float64))
+        out: dict[int, Grounding] = {}
+        for k, v in zip(keys, named, strict=True):
             own = float(v @ means[k])
             cand = [j for j, g in enumerate(others) if g != k]
             if not cand:
-                out.append(Grounding(None, own, None, None, True))
+                out[k] = Grounding(None, own, None, None, True)
                 continue
             c = _unit(means[k])
             near = sorted(cand, key=lambda j: -float(cents[j] @ c))[: self.siblings]
             sims = {others[j]: float(v @ means[others[j]]) for j in near}
             nearest_id = max(sims, key=lambda g: sims[g])
             margin = own - sims[nearest_id]
-            out.append(Grounding(margin, own, sims[nearest_id], nearest_id, margin > self.min_margin))
+            out[k] = Grounding(margin, own, sims[nearest_id], nearest_id, margin > self.min_margin)
         return out
-
-    def trim(
-        self, groups: np.ndarray, texts: dict[int, str], *, exclude: Collection[int] = ()
-    ) -> dict[int, tuple[str, list[str]]]:
-        """Each node's description without the sentences its own members do not support: a
-        sentence nearer the members of a sibling than its own (margin not above ``min_margin``)
-        is dropped, unless it is the only one or every sentence fails (then the text is kept
-        whole). Returns node id -> (kept text, dropped sentences)."""
-        split = {k: split_sentences(t) for k, t in texts.items()}
-        items = [(k, s) for k in sorted(split) if len(split[k]) > 1 for s in split[k]]
-        scores = iter(self.score(groups, items, exclude=exclude))
-        out: dict[int, tuple[str, list[str]]] = {}
-        for k in sorted(split):
-            parts = split[k]
-            if len(parts) < 2:
-                out[k] = (texts[k], [])
-                continue
-            ok = [next(scores).grounded for _ in parts]
-            if not any(ok):
-                out[k] = (texts[k], [])
-                continue
-            out[k] = (" ".join(p for p, y in zip(parts, ok, strict=True) if y),
-                      [p for p, y in zip(parts, ok, strict=True) if not y])  # fmt: skip
-        return out
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``, split after ``.``, ``!`` or ``?`` followed by a space.
-
-    >>> split_sentences("They ask about soup. They also ask about bread!")
-    ['They ask about soup.', 'They also ask about bread!']
-    """
-    return [p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p]
 
 
 def reconstruction_accuracy(
@@ -153,4 +111,4 @@ def reconstruction_accuracy(
     return float((guess == groups[rows]).mean())
 
 
-__all__ = ["Grounder", "Grounding", "reconstruction_accuracy", "split_sentences"]
+__all__ = ["Grounder", "Grounding", "reconstruction_accuracy"]

@@ -21,10 +21,6 @@ child's name and description (no call). The cost is that parents group children 
 proximity rather than by the LLM's judgement of topic, which Clio's hierarchizer gives:
 ``naming.hierarchy = "llm"`` runs it (:mod:`bailclio.llm_hierarchy`).
 
-Every LLM name is then grounded (:mod:`bailclio.grounding`): description sentences that fit a
-sibling's members better than the node's own are dropped (kept in ``description_dropped``), and
-a name nearer a sibling's members is asked again once, then replaced by its keyphrase name.
-
 Failures never become names: a node whose call fails (HTTP errors after retries, a reply that does
 not validate after ``llm.max_attempts``, the budget) keeps its keyphrase name, with
 ``name_source = "keyphrases"`` and the reason in ``name_error``. Names are unique within a level:
@@ -364,17 +360,6 @@ def _node_text(n: NodeName) -> str:
     return f"{n.name}. {n.description}" if n.description else n.name
 
 
-def _trim(nodes: dict[int, NodeName], groups: np.ndarray, grounder: Grounder, exclude: Sequence[int]) -> None:
-    """Drop the sentences of each LLM description that its own members do not support (nearer a
-    sibling's members than its own: :meth:`Grounder.trim`); they stay on record in the node's
-    ``description_dropped``."""
-    texts = {g: n.description for g, n in nodes.items() if n.description}
-    for g, (kept, dropped) in grounder.trim(groups, texts, exclude=exclude).items():
-        if dropped:
-            nodes[g].description = kept
-            nodes[g].extra["description_dropped"] = dropped
-
-
 def _ground(
     backend: LLMBackend,
     nodes: dict[int, NodeName],
@@ -392,7 +377,6 @@ def _ground(
     with the failure stated; replace one that fails again by its keyphrase name. Records
     ``grounding_margin`` / ``grounded`` on every node of the level."""
     asked = [g for g in sorted(requests) if nodes[g].source == "llm"]
-    _trim({g: nodes[g] for g in asked}, groups, grounder, exclude)
     first = grounder.check(groups, {g: _node_text(nodes[g]) for g in asked}, exclude=exclude)
     failed = [g for g in asked if not first[g].grounded]
     retry = {}
@@ -406,7 +390,6 @@ def _ground(
     again_names = {
         g: NodeName(v.name, v.description, "llm") for g, (v, _) in answers.items() if v is not None
     }
-    _trim(again_names, groups, grounder, exclude)
     again = grounder.check(groups, {g: _node_text(n) for g, n in again_names.items()}, exclude=exclude)
     for g in asked:
         nodes[g].extra["grounded_first"] = first[g].grounded
