@@ -186,7 +186,7 @@ def measure(run_dir: Path, cfg: Any) -> dict[str, Any]:
                 "description": n.description,
                 **{
                     k: n.extra.get(k)
-                    for k in ("name_source", "name_error", "grounding_margin", "keyphrase_name")
+                    for k in ("name_source", "name_error", "grounding_margin", "keyphrase_name", "revision")
                 },
             }
             for n in r.taxonomy.nodes

@@ -111,4 +111,74 @@ def reconstruction_accuracy(
     return float((guess == groups[rows]).mean())
 
 
-__all__ = ["Grounder", "Grounding", "reconstruction_accuracy"]
+class Placement:
+    """Every row put back into the node whose text is nearest to it (as in
+    :func:`reconstruction_accuracy`), kept up to date while node texts are replaced one at a time.
+
+    It keeps each row's best and second-best node, so the effect of a new text for one node
+    (:meth:`gain`) costs one pass over the rows, not a rows-by-nodes matrix.
+
+    >>> import numpy as np
+    >>> rows = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    >>> p = Placement(rows, np.array([0, 0, 1]), {0: np.array([1.0, 0.0]), 1: np.array([0.6, 0.8])})
+    >>> p.hits, p.missed(0).tolist(), p.gain(1, np.array([0.0, 1.0]))
+    (2, [1], 1)
+    >>> p.set(1, np.array([0.0, 1.0])); p.hits
+    3
+    """
+
+    def __init__(self, vectors: np.ndarray, groups: np.ndarray, named: dict[int, np.ndarray]):
+        self.keys = sorted(named)
+        self.col = {k: i for i, k in enumerate(self.keys)}
+        rows = np.isin(groups, self.keys)
+        self.index = np.flatnonzero(rows)
+        self.vectors = _unit(np.asarray(vectors, dtype=np.float64)[rows])
+        self.truth = np.array([self.col[int(g)] for g in groups[rows]], dtype=np.int64)
+        self.named = _unit(np.stack([np.asarray(named[k], dtype=np.float64) for k in self.keys]))
+        self.best = np.zeros((len(self.index), 2), dtype=np.int64)
+        self.value = np.zeros((len(self.index), 2))
+        self._rank(np.arange(len(self.index)))
+
+    def _rank(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        sims = self.vectors[rows] @ self.named.T
+        if sims.shape[1] == 1:
+            self.best[rows] = 0
+            self.value[rows, 0], self.value[rows, 1] = sims[:, 0], -np.inf
+            return
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :2]
+        self.best[rows] = order
+        self.value[rows] = np.take_along_axis(sims, order, axis=1)
+
+    @property
+    def hits(self) -> int:
+        return int((self.best[:, 0] == self.truth).sum())
+
+    def missed(self, node: int) -> np.ndarray:
+        """Rows (indices into the ``groups`` given) of ``node`` placed in another node."""
+        c = self.col[node]
+        return self.index[(self.truth == c) & (self.best[:, 0] != c)]
+
+    def _guess(self, c: int, sims: np.ndarray) -> np.ndarray:
+        own_best = self.best[:, 0] == c
+        other = np.where(own_best, self.value[:, 1], self.value[:, 0])
+        other_col = np.where(own_best, self.best[:, 1], self.best[:, 0])
+        return np.where(sims > other, c, other_col)
+
+    def gain(self, node: int, vector: np.ndarray) -> int:
+        """How many more rows would land in their own node if ``node``'s text had ``vector``."""
+        c = self.col[node]
+        sims = self.vectors @ _unit(np.asarray(vector, dtype=np.float64))
+        return int((self._guess(c, sims) == self.truth).sum()) - self.hits
+
+    def set(self, node: int, vector: np.ndarray) -> None:
+        c = self.col[node]
+        self.named[c] = _unit(np.asarray(vector, dtype=np.float64))
+        self._rank(np.flatnonzero((self.best == c).any(axis=1)))
+        sims = self.vectors @ self.named[c]
+        up = np.flatnonzero((sims > self.value[:, 1]) & (self.best != c).all(axis=1))
+        self._rank(up)
+
+
+__all__ = ["Grounder", "Grounding", "Placement", "reconstruction_accuracy"]

@@ -21,6 +21,12 @@ child's name and description (no call). The cost is that parents group children 
 proximity rather than by the LLM's judgement of topic, which Clio's hierarchizer gives:
 ``naming.hierarchy = "llm"`` runs it (:mod:`bailclio.llm_hierarchy`).
 
+Checks (with a :class:`~bailclio.grounding.Grounder`): every LLM name must be nearer its own
+members than its nearest siblings' (:func:`_ground`: one retry with the failure stated, asked as a
+greedy and sampled replies, else the keyphrase name); then the leaves are revised by Clio's
+reconstruction check (:func:`_revise`): a leaf whose text loses members to other leaves' texts is
+asked again, shown them, and the new text is kept only when it puts more members back.
+
 Failures never become names: a node whose call fails (HTTP errors after retries, a reply that does
 not validate after ``llm.max_attempts``, the budget) keeps its keyphrase name, with
 ``name_source = "keyphrases"`` and the reason in ``name_error``. Names are unique within a level:
@@ -36,7 +42,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bailclio.answers import copies_prompt, cut_at_sentence
 from bailclio.config import Config
 from bailclio.facets import escape_delimiters, scrub_pii
-from bailclio.grounding import Grounder
+from bailclio.grounding import Grounder, Placement
 from bailclio.llm.base import STAT_KEYS, ChatRequest, LLMBackend
 from bailclio.llm.structured import with_feedback
 
@@ -101,6 +107,7 @@ def is_generic(name: str) -> bool:
 
 
 DESCRIPTION_CHARS = 400
+RETRY_TEMPERATURE = 0.7  # the sampled grounding retries
 # Sent as the response format: types only (length limits slow llama.cpp's grammar sampling).
 # The description comes first, so a model writing in key order has listed the members'
 # subjects before it names them.
@@ -162,6 +169,14 @@ GROUNDING_FEEDBACK = (
     'The name "{name}" does not fit its own {what}: by meaning it is as close or closer to the '
     "{others} ({why}). Write a new name and description about what the {what} have in common "
     "and the {others} do not, as the same JSON object."
+)
+
+
+REVISION_FEEDBACK = (
+    "Checked by meaning, {missed} of the {size} members are nearer the name and description of "
+    "another cluster than yours; some of them are listed inside <missed>. Write the description "
+    "and the name again so that they cover these members as well as the others, still about the "
+    "members only, as the same JSON object."
 )
 
 
@@ -343,6 +358,11 @@ def _description(text: str) -> str:
     return cut_at_sentence(text, DESCRIPTION_CHARS)
 
 
+def _first_sentence(text: str) -> str:
+    m = re.search(r"[.!?](?=\s|$)", text)
+    return text[: m.end()] if m else text
+
+
 def _instructions(req: ChatRequest) -> str:
     """The prompt's own words: system and task text, without the tagged member lists. Turns
     after the model's first reply (a retry's feedback, which quotes that reply) are not the
@@ -354,6 +374,16 @@ def _instructions(req: ChatRequest) -> str:
         first.append(m)
     text = "\n".join(str(m["content"]) for m in first)
     return re.sub(r"<(members|nearby|children)>.*?</\1>", " ", text, flags=re.DOTALL)
+
+
+def _samples(req: ChatRequest, k: int) -> list[ChatRequest]:
+    """``req`` as is (greedy, when the run is) and ``k - 1`` times at a sampling temperature with
+    other seeds: a greedy model asked to correct itself often repeats its answer."""
+    out = [req]
+    for i in range(1, k):
+        temp = max(req.temperature, RETRY_TEMPERATURE)
+        out.append(replace(req, seed=(req.seed or 0) + 7919 * i, temperature=temp))
+    return out
 
 
 def _node_text(n: NodeName) -> str:
@@ -379,31 +409,46 @@ def _ground(
     asked = [g for g in sorted(requests) if nodes[g].source == "llm"]
     first = grounder.check(groups, {g: _node_text(nodes[g]) for g in asked}, exclude=exclude)
     failed = [g for g in asked if not first[g].grounded]
-    retry = {}
+    # The retry is asked ``naming.grounding_retry_samples`` times (:func:`_samples`); the grounded
+    # reply with the largest margin is kept.
+    k = cfg.naming.grounding_retry_samples
+    retry: dict[int, ChatRequest] = {}
     for g in failed:
         prev = json.dumps({"name": nodes[g].name, "description": nodes[g].description}, ensure_ascii=False)
         msg = GROUNDING_FEEDBACK.format(
             name=nodes[g].name, what=what[0], others=what[1], why=first[g].explain()
         )
-        retry[g] = with_feedback(requests[g], prev, msg)
+        for i, req in enumerate(_samples(with_feedback(requests[g], prev, msg), k)):
+            retry[g * k + i] = req
     answers = _ask(backend, retry, cfg, f"{desc} (grounding retry)") if retry else {}
     again_names = {
-        g: NodeName(v.name, v.description, "llm") for g, (v, _) in answers.items() if v is not None
+        key: NodeName(v.name, v.description, "llm") for key, (v, _) in answers.items() if v is not None
     }
-    again = grounder.check(groups, {g: _node_text(n) for g, n in again_names.items()}, exclude=exclude)
+    again = {}
+    for i in range(k):  # each sample checked as its own node's text
+        batch = {key // k: _node_text(n) for key, n in again_names.items() if key % k == i}
+        for g, res in grounder.check(groups, batch, exclude=exclude).items():
+            again[g * k + i] = res
     for g in asked:
         nodes[g].extra["grounded_first"] = first[g].grounded
     for g in failed:
-        if g in again and again[g].grounded:
-            nodes[g] = again_names[g]
+        tried = [g * k + i for i in range(k) if g * k + i in again]
+        ok = [key for key in tried if again[key].grounded]
+        if ok:
+            best = max(ok, key=lambda key: (again[key].margin or 0.0, -key))
+            nodes[g] = again_names[best]
             nodes[g].extra.update(grounded_first=False, grounding_retried=True)
             continue
-        why = again[g].explain() if g in again else (answers.get(g, (None, "not asked"))[1] or "no reply")
+        if tried:
+            why = again[max(tried, key=lambda key: (again[key].margin or 0.0, -key))].explain()
+        else:
+            why = answers.get(g * k, (None, "not asked"))[1] or "no reply"
         nodes[g] = NodeName(
             fallback[g],
             None,
             "keyphrases",
-            f'ungrounded: "{nodes[g].name}" ({first[g].explain()}); after one retry: {why}',
+            f'ungrounded: "{nodes[g].name}" ({first[g].explain()}); after one retry '
+            f"({k} sample{'s' if k > 1 else ''}), the nearest: {why}",
             {"grounded_first": False, "grounding_retried": True},
         )
     final = grounder.check(
@@ -417,6 +462,103 @@ def _ground(
         "grounding_retries": len(retry),
         "grounded_after_retry": sum(1 for g in failed if nodes[g].source == "llm"),
         "replaced_ungrounded": sum(1 for g in failed if nodes[g].source == "keyphrases"),
+    }
+
+
+def _revise(
+    backend: LLMBackend,
+    nodes: dict[int, NodeName],
+    requests: dict[int, ChatRequest],
+    summaries: Sequence[str],
+    groups: np.ndarray,
+    grounder: Grounder,
+    cfg: Config,
+    *,
+    exclude: Sequence[int] = (),
+) -> dict[str, Any]:
+    """Clio's reconstruction check turned into one round of revision. Every member is put back
+    into the leaf whose name and description are nearest to it (:class:`Placement`); a leaf
+    named by the LLM that leaves at least ``naming.revision_min_missed`` of its members elsewhere
+    is asked again (``naming.revision_samples`` replies, :func:`_samples`), shown the most typical
+    of those members. Each reply gives two candidate texts (below); the best is kept only when it is
+    grounded and puts more members back into their own leaf than the old one did (leaves are
+    taken in order, each against the texts kept so far), so the level's reconstruction never
+    falls; the old text stays otherwise."""
+    texts = {g: _node_text(n) for g, n in nodes.items() if g not in exclude}
+    if len(texts) < 2:
+        return {}
+    keys = sorted(texts)
+    vectors = grounder.embed([texts[k] for k in keys])
+    place = Placement(grounder.vectors, groups, dict(zip(keys, vectors, strict=True)))
+    rows = len(place.index)
+    before = place.hits
+    shown = max(1, cfg.naming.llm_members // 2)
+    k = cfg.naming.revision_samples
+    asks: dict[int, ChatRequest] = {}
+    missed_of: dict[int, int] = {}
+    for g in sorted(requests):
+        if g not in texts or nodes[g].source != "llm":
+            continue
+        missed, size = place.missed(g), int((groups == g).sum())
+        if not len(missed) or len(missed) < cfg.naming.revision_min_missed * size:
+            continue
+        own = grounder.vectors[groups == g].mean(axis=0)
+        typical = missed[np.argsort(-(grounder.vectors[missed] @ own), kind="stable")][:shown]
+        prev = json.dumps({"name": nodes[g].name, "description": nodes[g].description}, ensure_ascii=False)
+        msg = REVISION_FEEDBACK.format(missed=len(missed), size=size)
+        block = _block("missed", [summaries[i] for i in typical], cfg.naming.llm_summary_chars)
+        for i, req in enumerate(_samples(with_feedback(requests[g], prev, f"{block}\n\n{msg}"), k)):
+            asks[g * k + i] = req
+        missed_of[g] = len(missed)
+    answers = _ask(backend, asks, cfg, "names: leaves (revision)") if asks else {}
+    # Two texts per reply: the reply as written, and the old description's first sentence joined
+    # to the reply's first (a small model often rewrites about the missed members alone).
+    cands: list[tuple[int, str, NodeName]] = []
+    for key, (v, _) in sorted(answers.items()):
+        g = key // k
+        if v is None:
+            continue
+        cands.append((g, "rewritten", NodeName(v.name, v.description, "llm")))
+        joined = _description(
+            f"{_first_sentence(nodes[g].description or '')} {_first_sentence(v.description)}"
+        )
+        if joined not in (nodes[g].description, v.description):
+            cands.append((g, "extended", NodeName(nodes[g].name, joined, "llm")))
+    unique: dict[tuple[int, str], tuple[int, str, NodeName]] = {}
+    for c in cands:  # equal texts from several samples are scored once
+        unique.setdefault((c[0], _node_text(c[2])), c)
+    cands = list(unique.values())
+    texts_c = {i: _node_text(n) for i, (_, _, n) in enumerate(cands)}
+    checks = {
+        i: grounder.check(groups, {g: texts_c[i]}, exclude=exclude)[g] for i, (g, _, _) in enumerate(cands)
+    }
+    vecs = grounder.embed([texts_c[i] for i in range(len(cands))]) if cands else []
+    kept = 0
+    for g in sorted({g for g, _, _ in cands}):
+        tried = [i for i, (h, _, _) in enumerate(cands) if h == g]
+        gains = {i: place.gain(g, vecs[i]) if checks[i].grounded else 0 for i in tried}
+        best = max(tried, key=lambda i: gains[i])  # the first of equal gains
+        _, kind, cand = cands[best]
+        nodes[g].extra["revision"] = {
+            "missed": missed_of[g],
+            "tried": [
+                {"kind": cands[i][1], "name": cands[i][2].name, "description": cands[i][2].description,
+                 "grounded": checks[i].grounded, "gain": gains[i]}
+                for i in tried
+            ],
+            "kept": kind if gains[best] > 0 else None,
+        }  # fmt: skip
+        if gains[best] > 0:
+            place.set(g, vecs[best])
+            extra = {**nodes[g].extra, **checks[best].to_extra()}
+            nodes[g] = NodeName(cand.name, cand.description, "llm", None, extra)
+            kept += 1
+    return {
+        "revisions_asked": len(missed_of),
+        "revision_calls": len(asks),
+        "revisions_kept": kept,
+        "reconstruction_before": round(before / rows, 4) if rows else None,
+        "reconstruction_after": round(place.hits / rows, 4) if rows else None,
     }
 
 
@@ -477,6 +619,19 @@ def name_leaves(
             backend, leaves, reqs, leaf_of_unique, grounder, cfg, fallback,
             desc="names: leaves", what=("members", "nearby conversations"), exclude=sorted(fixed_leaves),
         )  # fmt: skip
+        if cfg.naming.revision:
+            grounded.update(
+                _revise(
+                    backend,
+                    leaves,
+                    reqs,
+                    summaries,
+                    leaf_of_unique,
+                    grounder,
+                    cfg,
+                    exclude=sorted(fixed_leaves),
+                )  # fmt: skip
+            )
     _dedupe(leaves)
     delta = stats_delta(before, backend.stats())
     return leaves, {"nodes": len(leaf_ids), "requests": len(reqs), **first_ok, **grounded, **delta}

@@ -84,7 +84,8 @@ def test_a_name_that_fits_other_members_is_retried_then_replaced_and_flagged(
         if "does not fit its own" in b["messages"][-1]["content"]
         and "<members>" in b["messages"][1]["content"]
     ]
-    assert len(retries) == len(poems)
+    cfg = cfg_for(server, tmp_path / "c.sqlite")
+    assert len(retries) == len(poems) * cfg.naming.grounding_retry_samples
     body = retries[0]["messages"]
     assert body[-2]["role"] == "assistant" and "Give step-by-step cake recipes" in body[-2]["content"]
     assert "margin" in body[-1]["content"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,15 @@ def test_run_against_a_real_model_keeps_the_products_rules(tmp_path: Path) -> No
             assert node["name_error"]
         if node["name_source"] == "llm":
             assert not copies_prompt(node["name"], task_words)
+        rev = node.get("revision")
+        if rev:  # a revised text is kept only when it puts more members back, and is grounded
+            best = max(t["gain"] for t in rev["tried"])
+            assert (rev["kept"] is not None) == (best > 0), rev
+            if rev["kept"]:
+                suffixed = r"( \(\d+\))?"  # a repeated name's (2), (3)
+                name = node["name"]
+                named = [t for t in rev["tried"] if re.fullmatch(re.escape(t["name"]) + suffixed, name)]
+                assert any(t["grounded"] and t["gain"] == best for t in named), rev
     if llm["grounding"].get("checked"):
         assert 0.0 <= llm["grounding"]["grounded_share"] <= 1.0
     assert tax["clustered_on"] in ("facet", "text", "mixed")

@@ -1,0 +1,158 @@
+"""Reconstruction and revision: every member is put back into the leaf whose name is nearest to it;
+a leaf that loses members is asked once more, and the new text is kept only when it puts more of
+them back and is grounded. And the grounding retry: sampled replies besides the greedy one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from llm_stage_model import block_items, prompt_kind
+from prompts_model import MODEL, cfg_for, restating_model, write_prompts
+from scripted_server import ScriptedServer
+
+from bailclio.grounding import Grounder, Placement, reconstruction_accuracy
+from bailclio.llm import make_backend
+from bailclio.llm_naming import LEAF_TASK, NodeName, _block, _request, _revise
+from bailclio.pipeline import run
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_placement_agrees_with_reconstruction_accuracy_as_texts_change() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n, k = int(rng.integers(5, 50)), int(rng.integers(1, 7))
+        rows, groups = rng.normal(size=(n, 4)), rng.integers(0, k, size=n)
+        texts = {int(g): rng.normal(size=4) for g in np.unique(groups)}
+
+        def score(rows: np.ndarray = rows, groups: np.ndarray = groups, texts: dict = texts) -> float:
+            return reconstruction_accuracy(
+                rows, groups, {g: str(g) for g in texts}, lambda t: np.stack([texts[int(x)] for x in t])
+            )
+
+        place = Placement(rows, groups, dict(texts))
+        assert place.hits == pytest.approx(score() * n)
+        for _ in range(4):
+            g = int(rng.choice(sorted(texts)))
+            vec = rng.normal(size=4)
+            expected = place.hits + place.gain(g, vec)
+            place.set(g, vec)
+            texts[g] = vec
+            assert place.hits == expected == pytest.approx(score() * n)
+            assert all(groups[i] == g for i in place.missed(g))
+
+
+def _angle(deg: float) -> np.ndarray:
+    return np.array([np.cos(np.radians(deg)), np.sin(np.radians(deg))])
+
+
+# Leaf 0 has members at 0 degrees and at 65 degrees; leaf 1 at 120. A text about "narrow" things
+# sits at 0 degrees, so the members at 65 are nearer leaf 1's text; a "wide" text sits at 30.
+VECTORS = np.stack([_angle(a) for a in (0, 0, 0, 65, 65, 120, 120, 120)])
+GROUPS = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+SUMMARIES = ["narrow a", "narrow b", "narrow c", "odd one", "odd two", "bee x", "bee y", "bee z"]
+
+
+def toy_embed(texts: list[str]) -> np.ndarray:
+    def one(t: str) -> np.ndarray:
+        t = t.lower()
+        return _angle(120 if "bee" in t else 30 if "wide" in t else 200 if "wrong" in t else 0)
+
+    return np.stack([one(t) for t in texts])
+
+
+def revision_case(srv: ScriptedServer, tmp_path: Path) -> tuple[dict[int, NodeName], dict[str, Any]]:
+    cfg = cfg_for(srv, tmp_path / "c.sqlite")
+    backend = make_backend(cfg.llm, None, progress=False)
+    assert backend is not None
+    nodes = {
+        0: NodeName("Name narrow things", "Users ask about narrow things.", "llm"),
+        1: NodeName("Keep bees", "Users ask about bees.", "llm"),
+    }
+    reqs = {
+        g: _request(LEAF_TASK.format(subject="Items."), [_block("members", SUMMARIES, 100)], cfg, f"leaf {g}")
+        for g in nodes
+    }
+    grounder = Grounder(VECTORS, toy_embed)
+    return nodes, _revise(backend, nodes, reqs, SUMMARIES, GROUPS, grounder, cfg)
+
+
+def test_a_revision_that_puts_missed_members_back_is_kept(tmp_path: Path) -> None:
+    def handler(body: dict[str, Any]) -> str:
+        assert "<missed>" in body["messages"][-1]["content"]
+        assert set(block_items(body, "missed")) == {"odd one", "odd two"}
+        return json.dumps({"name": "Name wide things", "description": "Users ask about wide things."})
+
+    with ScriptedServer(handler=handler, model=MODEL) as srv:
+        nodes, stats = revision_case(srv, tmp_path)
+        bodies = list(srv.requests)
+    k = cfg_for(srv, tmp_path / "c.sqlite").naming.revision_samples
+    assert len(bodies) == k  # only the leaf that lost members, one greedy reply and sampled ones
+    assert (
+        sum(b.get("temperature", 0) == 0 for b in bodies) == 1 and len({b.get("seed") for b in bodies}) == k
+    )
+    assert nodes[0].name == "Name wide things" and nodes[0].source == "llm"
+    assert nodes[0].extra["revision"]["kept"] == "rewritten" and nodes[0].extra["revision"]["missed"] == 2
+    assert nodes[0].extra["grounded"] is True
+    assert nodes[1].name == "Keep bees" and "revision" not in nodes[1].extra
+    assert stats["revisions_asked"] == 1 and stats["revisions_kept"] == 1
+    assert stats["reconstruction_after"] > stats["reconstruction_before"]
+    assert stats["reconstruction_after"] == 1.0
+
+
+@pytest.mark.parametrize("reply", ["wrong things", "narrow things"])
+def test_a_revision_that_does_not_put_more_members_back_is_dropped(tmp_path: Path, reply: str) -> None:
+    answer = json.dumps({"name": f"Name {reply}", "description": f"Users ask about {reply}."})
+    with ScriptedServer(handler=lambda body: answer, model=MODEL) as srv:
+        nodes, stats = revision_case(srv, tmp_path)
+    assert nodes[0].name == "Name narrow things"
+    assert nodes[0].extra["revision"]["kept"] is None
+    assert all(t["gain"] <= 0 for t in nodes[0].extra["revision"]["tried"])
+    assert stats["revisions_kept"] == 0
+    assert stats["reconstruction_after"] == stats["reconstruction_before"] < 1.0
+
+
+def greedy_repeats_sampled_fixes(body: dict[str, Any]) -> str:
+    """The poem leaf is named as cake recipes; a retry at temperature 0 repeats that, a sampled
+    one names the poems."""
+    first = {**body, "messages": body["messages"][:2]}
+    if prompt_kind(first) != "leaf":
+        return restating_model(body)
+    members = " ".join(block_items(first, "members")).lower()
+    theme = max(("poem", "python", "cake"), key=members.count)
+    sampled = "does not fit its own" in body["messages"][-1]["content"] and body.get("temperature", 0) > 0
+    if theme == "poem" and not sampled:
+        return json.dumps(
+            {"name": "Give step-by-step cake recipes", "description": "Users ask for cake recipes."}
+        )
+    names = {
+        "poem": ("Write rhyming poems about nature", "Users ask for short rhyming poems about a scene."),
+        "python": ("Fix KeyError bugs in Python parsers", "Users ask to fix a Python KeyError."),
+        "cake": ("Give step-by-step cake recipes", "Users ask for cake recipes with a flavour."),
+    }
+    return json.dumps(dict(zip(("name", "description"), names[theme], strict=True)))
+
+
+def test_a_sampled_grounding_retry_is_kept_when_the_greedy_one_repeats(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.csv")
+    with ScriptedServer(handler=greedy_repeats_sampled_fixes, model=MODEL) as srv:
+        cfg = cfg_for(srv, tmp_path / "c.sqlite")
+        res = run(prompts, tmp_path / "run", cfg, progress=False)
+        bodies = list(srv.requests)
+    retries = [b for b in bodies if "does not fit its own" in b["messages"][-1]["content"]]
+    k = cfg.naming.grounding_retry_samples
+    assert k > 1 and retries and len(retries) % k == 0
+    assert sum(b.get("temperature", 0) == 0 for b in retries) == len(retries) // k
+    assert len({b.get("seed") for b in retries}) == k
+    conv = dict(res.assignments.select("conversation_id", "leaf_id").iter_rows())
+    poem_ids = {leaf for cid, leaf in conv.items() if cid.startswith("poem-")}
+    poems = [n for n in res.taxonomy.level(res.taxonomy.depth - 1) if n.id in poem_ids]
+    poems = [n for n in poems if not n.extra.get("is_outlier_node")]
+    assert poems
+    for node in poems:
+        assert node.extra["name_source"] == "llm" and node.name.startswith("Write rhyming poems")
+        assert node.extra["grounded_first"] is False and node.extra["grounded"] is True
