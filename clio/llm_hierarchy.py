@@ -256,6 +256,7 @@ def build_and_name(
     cfg: Config,
     grounder: Grounder | None = None,
     subject: str = "Each item is a summary of one conversation.",
+    fallback_descriptions: dict[int, str] | None = None,
 ) -> NamingResult:
     """Leaves named as by :func:`bailclio.llm_naming.name_hierarchy`, then every level above them
     built and named by the LLM (see the module docstring). ``parents`` is the structural
@@ -267,6 +268,7 @@ def build_and_name(
     leaves, stats["leaf"] = name_leaves(
         backend, summaries=summaries, space=space, leaf_of_unique=leaf_of_unique, fallback=leaf_fallback,
         fixed_leaves=fixed_leaves, cfg=cfg, grounder=grounder, subject=subject,
+        fallback_descriptions=fallback_descriptions,
     )  # fmt: skip
     embed = grounder.embed if grounder is not None else None
     # structural node of every text at every level (top first)

@@ -81,6 +81,18 @@ class ClusterName(BaseModel):
             raise ValueError("the name says nothing about the subject (only generic words)")
         return name
 
+    @field_validator("name", "description")
+    @classmethod
+    def _not_about_the_prompt(cls, text: str) -> str:
+        if PROMPT_TAG_RE.search(text):
+            raise ValueError("it describes the prompt's tagged lists instead of their items")
+        return text
+
+
+# The tags of the naming prompts: a reply that speaks of them ("the groups listed inside
+# <children>") describes the prompt, not the items.
+PROMPT_TAG_RE = re.compile(r"</?\s*(members|nearby|children|missed)\s*>", re.IGNORECASE)
+
 
 # Words that name no subject: a name made of these alone ("Helpful Request", "Assist users
 # with various tasks") fits every cluster, so it is refused and asked again.
@@ -386,8 +398,11 @@ def _samples(req: ChatRequest, k: int) -> list[ChatRequest]:
     return out
 
 
-def _node_text(n: NodeName) -> str:
-    return f"{n.name}. {n.description}" if n.description else n.name
+def _node_text(n: NodeName, fallback_descriptions: dict[int, str] | None = None, g: int | None = None) -> str:
+    desc = n.description
+    if desc is None and fallback_descriptions and g is not None:
+        desc = fallback_descriptions.get(g)
+    return f"{n.name}. {desc}" if desc else n.name
 
 
 def _ground(
@@ -402,6 +417,7 @@ def _ground(
     desc: str,
     what: tuple[str, str],
     exclude: Sequence[int] = (),
+    fallback_descriptions: dict[int, str] | None = None,
 ) -> dict[str, int]:
     """Check every LLM name asked in ``requests`` against its members; retry a failing one once
     with the failure stated; replace one that fails again by its keyphrase name. Records
@@ -452,7 +468,9 @@ def _ground(
             {"grounded_first": False, "grounding_retried": True},
         )
     final = grounder.check(
-        groups, {g: _node_text(n) for g, n in nodes.items() if g not in exclude}, exclude=exclude
+        groups,
+        {g: _node_text(n, fallback_descriptions, g) for g, n in nodes.items() if g not in exclude},
+        exclude=exclude,
     )
     for g, res in final.items():
         nodes[g].extra.update(res.to_extra())
@@ -475,6 +493,7 @@ def _revise(
     cfg: Config,
     *,
     exclude: Sequence[int] = (),
+    fallback_descriptions: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """Clio's reconstruction check turned into one round of revision. Every member is put back
     into the leaf whose name and description are nearest to it (:class:`Placement`); a leaf
@@ -483,8 +502,9 @@ def _revise(
     of those members. Each reply gives two candidate texts (below); the best is kept only when it is
     grounded and puts more members back into their own leaf than the old one did (leaves are
     taken in order, each against the texts kept so far), so the level's reconstruction never
-    falls; the old text stays otherwise."""
-    texts = {g: _node_text(n) for g, n in nodes.items() if g not in exclude}
+    falls; the old text stays otherwise. A node that keeps its keyphrase name is placed by the
+    name and description it will have (``fallback_descriptions``)."""
+    texts = {g: _node_text(n, fallback_descriptions, g) for g, n in nodes.items() if g not in exclude}
     if len(texts) < 2:
         return {}
     keys = sorted(texts)
@@ -601,9 +621,11 @@ def name_leaves(
     cfg: Config,
     grounder: Grounder | None = None,
     subject: str = "Each item is a summary of one conversation.",
+    fallback_descriptions: dict[int, str] | None = None,
 ) -> tuple[dict[int, NodeName], dict[str, Any]]:
-    """LLM names of the leaves (``fallback``: their keyphrase names), grounded when a
-    ``grounder`` is given; and the leaf stage's statistics."""
+    """LLM names of the leaves (``fallback``: their keyphrase names; ``fallback_descriptions``:
+    the keyphrase descriptions a leaf that keeps its keyphrase name will show), grounded and
+    revised when a ``grounder`` is given; and the leaf stage's statistics."""
     leaf_ids = sorted(fallback)
     before = backend.stats()
     todo = [g for g in leaf_ids if g not in fixed_leaves]
@@ -618,6 +640,7 @@ def name_leaves(
         grounded = _ground(
             backend, leaves, reqs, leaf_of_unique, grounder, cfg, fallback,
             desc="names: leaves", what=("members", "nearby conversations"), exclude=sorted(fixed_leaves),
+            fallback_descriptions=fallback_descriptions,
         )  # fmt: skip
         if cfg.naming.revision:
             grounded.update(
@@ -630,6 +653,7 @@ def name_leaves(
                     grounder,
                     cfg,
                     exclude=sorted(fixed_leaves),
+                    fallback_descriptions=fallback_descriptions,
                 )  # fmt: skip
             )
     _dedupe(leaves)
@@ -649,6 +673,7 @@ def name_hierarchy(
     cfg: Config,
     grounder: Grounder | None = None,
     subject: str = "Each item is a summary of one conversation.",
+    fallback_descriptions: dict[int, str] | None = None,
 ) -> NamingResult:
     """Names for every level, leaves first (``parents[d]``: parent at level d of each node of level
     d + 1; ``fallback``: keyphrase names per level, top first). With a ``grounder``, every LLM
@@ -658,6 +683,7 @@ def name_hierarchy(
     leaves, stats["leaf"] = name_leaves(
         backend, summaries=summaries, space=space, leaf_of_unique=leaf_of_unique, fallback=fallback[-1],
         fixed_leaves=fixed_leaves, cfg=cfg, grounder=grounder, subject=subject,
+        fallback_descriptions=fallback_descriptions,
     )  # fmt: skip
 
     levels: list[dict[int, NodeName]] = [{} for _ in range(depth - 1)] + [leaves]

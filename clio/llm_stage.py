@@ -252,6 +252,10 @@ class LLMStage:
                 siblings=self.cfg.naming.grounding_siblings,
             )
         fallback = [{g: meta["name"] for g, meta in lvl.items()} for lvl in levels]
+        sizes = np.bincount(leaf_of_unique)  # distinct texts per leaf: near the rows' count
+        leaf_desc = {
+            g: meta["describe"](int(sizes[g])) for g, meta in levels[-1].items() if "describe" in meta
+        }
         if self.cfg.naming.hierarchy == "llm" and parents and keyphrases_for is not None:
             from bailclio.llm_hierarchy import build_and_name
 
@@ -267,6 +271,7 @@ class LLMStage:
                 cfg=self.cfg,
                 grounder=grounder,
                 subject=self.subject(),
+                fallback_descriptions=leaf_desc,
             )
         else:
             result = name_hierarchy(
@@ -280,6 +285,7 @@ class LLMStage:
                 cfg=self.cfg,
                 grounder=grounder,
                 subject=self.subject(),
+                fallback_descriptions=leaf_desc,
             )
         for level, st in result.stats.items():
             self.stages[f"names_{level}"] = st

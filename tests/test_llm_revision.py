@@ -65,20 +65,28 @@ def toy_embed(texts: list[str]) -> np.ndarray:
     return np.stack([one(t) for t in texts])
 
 
-def revision_case(srv: ScriptedServer, tmp_path: Path) -> tuple[dict[int, NodeName], dict[str, Any]]:
+def revision_case(
+    srv: ScriptedServer,
+    tmp_path: Path,
+    second: NodeName | None = None,
+    fallback_descriptions: dict[int, str] | None = None,
+) -> tuple[dict[int, NodeName], dict[str, Any]]:
     cfg = cfg_for(srv, tmp_path / "c.sqlite")
     backend = make_backend(cfg.llm, None, progress=False)
     assert backend is not None
     nodes = {
         0: NodeName("Name narrow things", "Users ask about narrow things.", "llm"),
-        1: NodeName("Keep bees", "Users ask about bees.", "llm"),
+        1: second or NodeName("Keep bees", "Users ask about bees.", "llm"),
     }
     reqs = {
         g: _request(LEAF_TASK.format(subject="Items."), [_block("members", SUMMARIES, 100)], cfg, f"leaf {g}")
         for g in nodes
     }
     grounder = Grounder(VECTORS, toy_embed)
-    return nodes, _revise(backend, nodes, reqs, SUMMARIES, GROUPS, grounder, cfg)
+    stats = _revise(
+        backend, nodes, reqs, SUMMARIES, GROUPS, grounder, cfg, fallback_descriptions=fallback_descriptions
+    )
+    return nodes, stats
 
 
 def test_a_revision_that_puts_missed_members_back_is_kept(tmp_path: Path) -> None:
@@ -156,3 +164,26 @@ def test_a_sampled_grounding_retry_is_kept_when_the_greedy_one_repeats(tmp_path:
     for node in poems:
         assert node.extra["name_source"] == "llm" and node.name.startswith("Write rhyming poems")
         assert node.extra["grounded_first"] is False and node.extra["grounded"] is True
+
+
+def test_a_leaf_keeping_its_keyphrase_name_is_placed_by_the_description_it_will_show(tmp_path: Path) -> None:
+    answer = json.dumps({"name": "Name narrow things", "description": "Users ask about narrow things."})
+    keyphrase = NodeName("Keep", None, "keyphrases", "ungrounded")
+    shown = {1: "12 conversations marked by: bee. Typical: bee x"}
+    with ScriptedServer(handler=lambda body: answer, model=MODEL) as srv:
+        _, stats = revision_case(srv, tmp_path, keyphrase, shown)
+    first = "Name narrow things. Users ask about narrow things."
+    final = reconstruction_accuracy(VECTORS, GROUPS, {0: first, 1: f"Keep. {shown[1]}"}, toy_embed)
+    bare = reconstruction_accuracy(VECTORS, GROUPS, {0: first, 1: "Keep"}, toy_embed)
+    assert final != bare
+    assert stats["reconstruction_before"] == round(final, 4)
+
+
+def test_a_name_about_the_prompts_tagged_lists_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from bailclio.llm_naming import ClusterName
+
+    with pytest.raises(ValidationError, match="tagged lists"):
+        ClusterName(name="Cover every group", description="The groups listed inside <children> are all here.")
+    assert ClusterName(name="Write poems", description="Users ask for poems about children.").name
