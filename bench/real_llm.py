@@ -17,7 +17,8 @@ names grounded and every ungrounded one replaced, LLM reconstruction >= keyphras
 reconstruction, no unhandled error, rerun with zero calls) and exits non-zero if one fails.
 
     python bench/real_llm.py --base-url http://127.0.0.1:18181/v1 --model qwen2.5-coder-1.5b \\
-        --cache /tmp/real-llm.sqlite --json-out bench-real-llm.json [--hierarchy llm]
+        --cache /tmp/real-llm.sqlite --json-out bench-real-llm.json [--hierarchy llm] \\
+        [--set naming.revision=false --set naming.grounding_retry_samples=1]
 """
 
 from __future__ import annotations
@@ -87,8 +88,20 @@ def config(args: argparse.Namespace, cache: Path) -> Any:
             "cluster.min_cluster_size": args.min_cluster_size,
             "naming.hierarchy": args.hierarchy,
             "facets": facets,
+            **dict(_setting(kv) for kv in args.set),
         },
     )
+
+
+def _setting(kv: str) -> tuple[str, Any]:
+    """``section.key=value`` from ``--set``; the value is read as JSON when it parses."""
+    key, sep, value = kv.partition("=")
+    if not sep or "." not in key:
+        raise SystemExit(f"--set {kv!r}: give section.key=value")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def node_texts(nodes: list[Any], kind: str) -> dict[str, str]:
@@ -236,6 +249,10 @@ def main() -> int:
         "--cache", default=str(Path.home() / ".cache" / "bailclio" / "llm" / "real-llm-bench.sqlite")
     )
     ap.add_argument("--json-out")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a config setting, e.g. naming.revision=false (repeatable)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     from bailclio.pipeline import run

@@ -549,9 +549,17 @@ def _revise(
         unique.setdefault((c[0], _node_text(c[2])), c)
     cands = list(unique.values())
     texts_c = {i: _node_text(n) for i, (_, _, n) in enumerate(cands)}
-    checks = {
-        i: grounder.check(groups, {g: texts_c[i]}, exclude=exclude)[g] for i, (g, _, _) in enumerate(cands)
-    }
+    checks: dict[int, Any] = {}
+    slot: dict[int, int] = {}  # each node's candidates in turn: one check per turn, not per candidate
+    turns: list[dict[int, int]] = []
+    for i, (g, _, _) in enumerate(cands):
+        t = slot[g] = slot.get(g, -1) + 1
+        if t == len(turns):
+            turns.append({})
+        turns[t][g] = i
+    for turn in turns:
+        res = grounder.check(groups, {g: texts_c[i] for g, i in turn.items()}, exclude=exclude)
+        checks.update({i: res[g] for g, i in turn.items()})
     vecs = grounder.embed([texts_c[i] for i in range(len(cands))]) if cands else []
     kept = 0
     for g in sorted({g for g, _, _ in cands}):
