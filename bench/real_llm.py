@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {
     "bailbench": ("bailbench.csv", "content", "category"),
     "clinc150": ("clinc150.csv", "text", "intent"),
-    "banking77": ("banking77.csv", "text", "label"),
+    "banking77": ("banking77.csv", "text", "category"),
 }
 
 
