@@ -388,6 +388,12 @@ def _instructions(req: ChatRequest) -> str:
     return re.sub(r"<(members|nearby|children)>.*?</\1>", " ", text, flags=re.DOTALL)
 
 
+def _typical(vectors: np.ndarray, rows: np.ndarray, n: int, centre: np.ndarray | None = None) -> np.ndarray:
+    """The ``n`` of ``rows`` nearest the mean of ``centre`` (default: of ``rows``), nearest first."""
+    mean = vectors[rows if centre is None else centre].mean(axis=0)
+    return rows[np.argsort(-(vectors[rows] @ mean), kind="stable")][: max(1, n)]
+
+
 def _samples(req: ChatRequest, k: int) -> list[ChatRequest]:
     """``req`` as is (greedy, when the run is) and ``k - 1`` times at a sampling temperature with
     other seeds: a greedy model asked to correct itself often repeats its answer."""
@@ -418,10 +424,12 @@ def _ground(
     what: tuple[str, str],
     exclude: Sequence[int] = (),
     fallback_descriptions: dict[int, str] | None = None,
+    summaries: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Check every LLM name asked in ``requests`` against its members; retry a failing one once
-    with the failure stated; replace one that fails again by its keyphrase name. Records
-    ``grounding_margin`` / ``grounded`` on every node of the level."""
+    with the failure stated (and, given the ``summaries`` of the rows, the most typical items of
+    the sibling the name fits as well or better); replace one that fails again by its keyphrase
+    name. Records ``grounding_margin`` / ``grounded`` on every node of the level."""
     asked = [g for g in sorted(requests) if nodes[g].source == "llm"]
     first = grounder.check(groups, {g: _node_text(nodes[g]) for g in asked}, exclude=exclude)
     failed = [g for g in asked if not first[g].grounded]
@@ -434,6 +442,12 @@ def _ground(
         msg = GROUNDING_FEEDBACK.format(
             name=nodes[g].name, what=what[0], others=what[1], why=first[g].explain()
         )
+        sibling = first[g].nearest_id
+        if summaries is not None and sibling is not None:
+            rows = np.flatnonzero(groups == sibling)
+            typical = _typical(grounder.vectors, rows, cfg.naming.llm_members // 2)
+            items = _block("nearby", [summaries[i] for i in typical], cfg.naming.llm_summary_chars)
+            msg = f"{msg}\n\nThe most typical items of the cluster it fits as well:\n{items}"
         for i, req in enumerate(_samples(with_feedback(requests[g], prev, msg), k)):
             retry[g * k + i] = req
     answers = _ask(backend, retry, cfg, f"{desc} (grounding retry)") if retry else {}
@@ -522,8 +536,7 @@ def _revise(
         missed, size = place.missed(g), int((groups == g).sum())
         if not len(missed) or len(missed) < cfg.naming.revision_min_missed * size:
             continue
-        own = grounder.vectors[groups == g].mean(axis=0)
-        typical = missed[np.argsort(-(grounder.vectors[missed] @ own), kind="stable")][:shown]
+        typical = _typical(grounder.vectors, missed, shown, centre=np.flatnonzero(groups == g))
         prev = json.dumps({"name": nodes[g].name, "description": nodes[g].description}, ensure_ascii=False)
         msg = REVISION_FEEDBACK.format(missed=len(missed), size=size)
         block = _block("missed", [summaries[i] for i in typical], cfg.naming.llm_summary_chars)
@@ -648,7 +661,7 @@ def name_leaves(
         grounded = _ground(
             backend, leaves, reqs, leaf_of_unique, grounder, cfg, fallback,
             desc="names: leaves", what=("members", "nearby conversations"), exclude=sorted(fixed_leaves),
-            fallback_descriptions=fallback_descriptions,
+            fallback_descriptions=fallback_descriptions, summaries=summaries,
         )  # fmt: skip
         if cfg.naming.revision:
             grounded.update(
@@ -721,6 +734,7 @@ def name_hierarchy(
             grounded = _ground(
                 backend, named, reqs, groups_of_unique[level], grounder, cfg, fallback[level],
                 desc=f"names: {label}", what=("groups", "groups of the nearby categories"),
+                summaries=summaries,
             )  # fmt: skip
         _dedupe(named)
         levels[level] = named
