@@ -422,7 +422,6 @@ def build_and_name(
             grounded = _ground(
                 backend, named, final_reqs, below_up, grounder, cfg, fallback,
                 desc=f"hierarchy: {label}", what=("groups", "groups of the nearby categories"),
-                summaries=summaries,
             )  # fmt: skip
         _dedupe(named)
         levels[level] = named

@@ -424,12 +424,11 @@ def _ground(
     what: tuple[str, str],
     exclude: Sequence[int] = (),
     fallback_descriptions: dict[int, str] | None = None,
-    summaries: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Check every LLM name asked in ``requests`` against its members; retry a failing one once
-    with the failure stated (and, given the ``summaries`` of the rows, the most typical items of
-    the sibling the name fits as well or better); replace one that fails again by its keyphrase
-    name. Records ``grounding_margin`` / ``grounded`` on every node of the level."""
+    with the failure stated; replace one that fails again by its keyphrase name. Records
+    ``grounding_margin`` / ``grounded`` on every node of the level. (Showing the retry the
+    sibling's typical items was tried: the model then described them, and fewer names held.)"""
     asked = [g for g in sorted(requests) if nodes[g].source == "llm"]
     first = grounder.check(groups, {g: _node_text(nodes[g]) for g in asked}, exclude=exclude)
     failed = [g for g in asked if not first[g].grounded]
@@ -442,12 +441,6 @@ def _ground(
         msg = GROUNDING_FEEDBACK.format(
             name=nodes[g].name, what=what[0], others=what[1], why=first[g].explain()
         )
-        sibling = first[g].nearest_id
-        if summaries is not None and sibling is not None:
-            rows = np.flatnonzero(groups == sibling)
-            typical = _typical(grounder.vectors, rows, cfg.naming.llm_members // 2)
-            items = _block("nearby", [summaries[i] for i in typical], cfg.naming.llm_summary_chars)
-            msg = f"{msg}\n\nThe most typical items of the cluster it fits as well:\n{items}"
         for i, req in enumerate(_samples(with_feedback(requests[g], prev, msg), k)):
             retry[g * k + i] = req
     answers = _ask(backend, retry, cfg, f"{desc} (grounding retry)") if retry else {}
@@ -661,7 +654,7 @@ def name_leaves(
         grounded = _ground(
             backend, leaves, reqs, leaf_of_unique, grounder, cfg, fallback,
             desc="names: leaves", what=("members", "nearby conversations"), exclude=sorted(fixed_leaves),
-            fallback_descriptions=fallback_descriptions, summaries=summaries,
+            fallback_descriptions=fallback_descriptions,
         )  # fmt: skip
         if cfg.naming.revision:
             grounded.update(
@@ -734,7 +727,6 @@ def name_hierarchy(
             grounded = _ground(
                 backend, named, reqs, groups_of_unique[level], grounder, cfg, fallback[level],
                 desc=f"names: {label}", what=("groups", "groups of the nearby categories"),
-                summaries=summaries,
             )  # fmt: skip
         _dedupe(named)
         levels[level] = named

@@ -89,8 +89,6 @@ def test_a_name_that_fits_other_members_is_retried_then_replaced_and_flagged(
     body = retries[0]["messages"]
     assert body[-2]["role"] == "assistant" and "Give step-by-step cake recipes" in body[-2]["content"]
     assert "margin" in body[-1]["content"]
-    shown = block_items(retries[0], "nearby")  # the sibling the cake name fits: its typical items
-    assert shown and all("cake" in item for item in shown)
     grounding = res.manifest["llm"]["grounding"]
     assert res.manifest["llm"]["stages"]["names_leaf"]["replaced_ungrounded"] == len(poems)
     assert (
