@@ -106,9 +106,9 @@ class NamingConfig(_Section):
     grounding_min_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
     grounding_siblings: int = Field(default=3, ge=1)
     grounding_retry_samples: int = Field(default=3, ge=1, le=8)
-    # Revision (leaves, with grounding on): a leaf whose text leaves at least one member, and at
-    # least this share of them, nearer another leaf's text is asked once more, shown those
-    # members; the new text is kept only when grounded and putting more members back.
+    # Revision (leaves, with grounding on): a leaf whose text loses members to other leaves' texts
+    # or takes theirs (at least one, and at least this share of its size) is asked once more,
+    # shown them; the new text is kept only when grounded and putting more members back.
     revision: bool = True
     revision_min_missed: float = Field(default=0.0, ge=0.0, le=1.0)
     revision_samples: int = Field(default=3, ge=1, le=8)

@@ -160,6 +160,11 @@ class Placement:
         c = self.col[node]
         return self.index[(self.truth == c) & (self.best[:, 0] != c)]
 
+    def taken(self, node: int) -> np.ndarray:
+        """Rows (indices into the ``groups`` given) of other nodes placed in ``node``."""
+        c = self.col[node]
+        return self.index[(self.truth != c) & (self.best[:, 0] == c)]
+
     def _guess(self, c: int, sims: np.ndarray) -> np.ndarray:
         own_best = self.best[:, 0] == c
         other = np.where(own_best, self.value[:, 1], self.value[:, 0])

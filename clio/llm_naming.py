@@ -91,7 +91,7 @@ class ClusterName(BaseModel):
 
 # The tags of the naming prompts: a reply that speaks of them ("the groups listed inside
 # <children>") describes the prompt, not the items.
-PROMPT_TAG_RE = re.compile(r"</?\s*(members|nearby|children|missed)\s*>", re.IGNORECASE)
+PROMPT_TAG_RE = re.compile(r"</?\s*(members|nearby|children|missed|intruders)\s*>", re.IGNORECASE)
 
 
 # Words that name no subject: a name made of these alone ("Helpful Request", "Assist users
@@ -189,6 +189,11 @@ REVISION_FEEDBACK = (
     "another cluster than yours; some of them are listed inside <missed>. Write the description "
     "and the name again so that they cover these members as well as the others, still about the "
     "members only, as the same JSON object."
+)
+INTRUDERS_FEEDBACK = (
+    "Checked by meaning, {taken} items of other clusters are nearer your name and description "
+    "than their own cluster's; some of them are listed inside <intruders>. Write the description "
+    "and the name again so that they fit the members and not these items, as the same JSON object."
 )
 
 
@@ -523,19 +528,33 @@ def _revise(
     k = cfg.naming.revision_samples
     asks: dict[int, ChatRequest] = {}
     missed_of: dict[int, int] = {}
+    taken_of: dict[int, int] = {}
     for g in sorted(requests):
         if g not in texts or nodes[g].source != "llm":
             continue
-        missed, size = place.missed(g), int((groups == g).sum())
-        if not len(missed) or len(missed) < cfg.naming.revision_min_missed * size:
+        own = np.flatnonzero(groups == g)
+        missed, taken = place.missed(g), place.taken(g)
+        if len(missed) < max(1.0, cfg.naming.revision_min_missed * len(own)):
+            missed = missed[:0]
+        if len(taken) < max(1.0, cfg.naming.revision_min_missed * len(own)):
+            taken = taken[:0]
+        if not len(missed) and not len(taken):
             continue
-        typical = _typical(grounder.vectors, missed, shown, centre=np.flatnonzero(groups == g))
+        parts = []
+        chars = cfg.naming.llm_summary_chars
+        if len(missed):
+            shown_missed = _typical(grounder.vectors, missed, shown, centre=own)
+            parts += [_block("missed", [summaries[i] for i in shown_missed], chars),
+                      REVISION_FEEDBACK.format(missed=len(missed), size=len(own))]  # fmt: skip
+        if len(taken):
+            shown_taken = _typical(grounder.vectors, taken, shown, centre=own)
+            parts += [_block("intruders", [summaries[i] for i in shown_taken], chars),
+                      INTRUDERS_FEEDBACK.format(taken=len(taken))]  # fmt: skip
         prev = json.dumps({"name": nodes[g].name, "description": nodes[g].description}, ensure_ascii=False)
-        msg = REVISION_FEEDBACK.format(missed=len(missed), size=size)
-        block = _block("missed", [summaries[i] for i in typical], cfg.naming.llm_summary_chars)
-        for i, req in enumerate(_samples(with_feedback(requests[g], prev, f"{block}\n\n{msg}"), k)):
+        for i, req in enumerate(_samples(with_feedback(requests[g], prev, "\n\n".join(parts)), k)):
             asks[g * k + i] = req
         missed_of[g] = len(missed)
+        taken_of[g] = len(taken)
     answers = _ask(backend, asks, cfg, "names: leaves (revision)") if asks else {}
     # Two texts per reply: the reply as written, and the old description's first sentence joined
     # to the reply's first (a small model often rewrites about the missed members alone).
@@ -548,7 +567,7 @@ def _revise(
         joined = _description(
             f"{_first_sentence(nodes[g].description or '')} {_first_sentence(v.description)}"
         )
-        if joined not in (nodes[g].description, v.description):
+        if missed_of[g] and joined not in (nodes[g].description, v.description):
             cands.append((g, "extended", NodeName(nodes[g].name, joined, "llm")))
     unique: dict[tuple[int, str], tuple[int, str, NodeName]] = {}
     for c in cands:  # equal texts from several samples are scored once
@@ -575,6 +594,7 @@ def _revise(
         _, kind, cand = cands[best]
         nodes[g].extra["revision"] = {
             "missed": missed_of[g],
+            "intruders": taken_of[g],
             "tried": [
                 {"kind": cands[i][1], "name": cands[i][2].name, "description": cands[i][2].description,
                  "grounded": checks[i].grounded, "gain": gains[i]}

@@ -44,6 +44,8 @@ def test_placement_agrees_with_reconstruction_accuracy_as_texts_change() -> None
             texts[g] = vec
             assert place.hits == expected == pytest.approx(score() * n)
             assert all(groups[i] == g for i in place.missed(g))
+            assert all(groups[i] != g for i in place.taken(g))
+            assert sum(len(place.missed(h)) for h in texts) == sum(len(place.taken(h)) for h in texts)
 
 
 def _angle(deg: float) -> np.ndarray:
@@ -91,23 +93,25 @@ def revision_case(
 
 def test_a_revision_that_puts_missed_members_back_is_kept(tmp_path: Path) -> None:
     def handler(body: dict[str, Any]) -> str:
-        assert "<missed>" in body["messages"][-1]["content"]
-        assert set(block_items(body, "missed")) == {"odd one", "odd two"}
-        return json.dumps({"name": "Name wide things", "description": "Users ask about wide things."})
+        if "<missed>" in body["messages"][-1]["content"]:  # the leaf that lost members
+            assert set(block_items(body, "missed")) == {"odd one", "odd two"}
+            return json.dumps({"name": "Name wide things", "description": "Users ask about wide things."})
+        assert set(block_items(body, "intruders")) == {"odd one", "odd two"}  # the leaf that took them
+        return json.dumps({"name": "Keep bees", "description": "Users ask about bees."})
 
     with ScriptedServer(handler=handler, model=MODEL) as srv:
         nodes, stats = revision_case(srv, tmp_path)
         bodies = list(srv.requests)
     k = cfg_for(srv, tmp_path / "c.sqlite").naming.revision_samples
-    assert len(bodies) == k  # only the leaf that lost members, one greedy reply and sampled ones
-    assert (
-        sum(b.get("temperature", 0) == 0 for b in bodies) == 1 and len({b.get("seed") for b in bodies}) == k
-    )
+    assert len(bodies) == 2 * k  # per leaf asked: one greedy reply and sampled ones
+    assert sum(b.get("temperature", 0) == 0 for b in bodies) == 2
+    assert len({b.get("seed") for b in bodies}) == k
     assert nodes[0].name == "Name wide things" and nodes[0].source == "llm"
     assert nodes[0].extra["revision"]["kept"] == "rewritten" and nodes[0].extra["revision"]["missed"] == 2
     assert nodes[0].extra["grounded"] is True
-    assert nodes[1].name == "Keep bees" and "revision" not in nodes[1].extra
-    assert stats["revisions_asked"] == 1 and stats["revisions_kept"] == 1
+    assert nodes[1].name == "Keep bees" and nodes[1].extra["revision"]["kept"] is None
+    assert nodes[1].extra["revision"]["intruders"] == 2
+    assert stats["revisions_asked"] == 2 and stats["revisions_kept"] == 1
     assert stats["reconstruction_after"] > stats["reconstruction_before"]
     assert stats["reconstruction_after"] == 1.0
 
@@ -115,7 +119,12 @@ def test_a_revision_that_puts_missed_members_back_is_kept(tmp_path: Path) -> Non
 @pytest.mark.parametrize("reply", ["wrong things", "narrow things"])
 def test_a_revision_that_does_not_put_more_members_back_is_dropped(tmp_path: Path, reply: str) -> None:
     answer = json.dumps({"name": f"Name {reply}", "description": f"Users ask about {reply}."})
-    with ScriptedServer(handler=lambda body: answer, model=MODEL) as srv:
+    same = json.dumps({"name": "Keep bees", "description": "Users ask about bees."})
+
+    def handler(body: dict[str, Any]) -> str:  # the leaf that took members answers as before
+        return answer if "<missed>" in body["messages"][-1]["content"] else same
+
+    with ScriptedServer(handler=handler, model=MODEL) as srv:
         nodes, stats = revision_case(srv, tmp_path)
     assert nodes[0].name == "Name narrow things"
     assert nodes[0].extra["revision"]["kept"] is None
@@ -187,3 +196,20 @@ def test_a_name_about_the_prompts_tagged_lists_is_refused() -> None:
     with pytest.raises(ValidationError, match="tagged lists"):
         ClusterName(name="Cover every group", description="The groups listed inside <children> are all here.")
     assert ClusterName(name="Write poems", description="Users ask for poems about children.").name
+
+
+def test_a_leaf_that_takes_other_members_is_asked_to_narrow_and_kept_when_it_gives_them_back(
+    tmp_path: Path,
+) -> None:
+    narrow = json.dumps({"name": "Name narrow things", "description": "Users ask about narrow things."})
+    away = json.dumps({"name": "Keep wrong hives", "description": "Users ask about wrong hives."})
+
+    def handler(body: dict[str, Any]) -> str:
+        return narrow if "<missed>" in body["messages"][-1]["content"] else away
+
+    with ScriptedServer(handler=handler, model=MODEL) as srv:
+        nodes, stats = revision_case(srv, tmp_path)
+    assert nodes[0].name == "Name narrow things"
+    assert nodes[1].name == "Keep wrong hives" and nodes[1].extra["revision"]["kept"] == "rewritten"
+    assert nodes[1].extra["grounded"] is True
+    assert stats["reconstruction_after"] == 1.0 > stats["reconstruction_before"]
