@@ -508,14 +508,15 @@ def _revise(
     fallback_descriptions: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """Clio's reconstruction check turned into one round of revision. Every member is put back
-    into the leaf whose name and description are nearest to it (:class:`Placement`); a leaf
-    named by the LLM that leaves at least ``naming.revision_min_missed`` of its members elsewhere
-    is asked again (``naming.revision_samples`` replies, :func:`_samples`), shown the most typical
-    of those members. Each reply gives two candidate texts (below); the best is kept only when it is
-    grounded and puts more members back into their own leaf than the old one did (leaves are
-    taken in order, each against the texts kept so far), so the level's reconstruction never
-    falls; the old text stays otherwise. A node that keeps its keyphrase name is placed by the
-    name and description it will have (``fallback_descriptions``)."""
+    into the leaf whose name and description are nearest to it (:class:`Placement`). A leaf
+    named by the LLM whose text leaves members elsewhere, or takes members of other leaves (at
+    least one, and at least ``naming.revision_min_missed`` of its size), is asked again, shown the
+    most typical of them (one request for each, ``naming.revision_samples`` replies each,
+    :func:`_samples`). Of the candidate texts (below) the best is kept only when it is grounded
+    and puts more members back into their own leaf than the old one did (leaves are taken in
+    order, each against the texts kept so far), so the level's reconstruction never falls; the
+    old text stays otherwise. A node that keeps its keyphrase name is placed by the name and
+    description it will have (``fallback_descriptions``)."""
     texts = {g: _node_text(n, fallback_descriptions, g) for g, n in nodes.items() if g not in exclude}
     if len(texts) < 2:
         return {}
@@ -527,6 +528,7 @@ def _revise(
     shown = max(1, cfg.naming.llm_members // 2)
     k = cfg.naming.revision_samples
     asks: dict[int, ChatRequest] = {}
+    asked_for: list[tuple[int, str]] = []  # (leaf, "missed" | "intruders") of each request
     missed_of: dict[int, int] = {}
     taken_of: dict[int, int] = {}
     for g in sorted(requests):
@@ -540,34 +542,37 @@ def _revise(
             taken = taken[:0]
         if not len(missed) and not len(taken):
             continue
-        parts = []
+        # One request for the members it lost and one for those it took: asked together, a small
+        # model answers neither well.
         chars = cfg.naming.llm_summary_chars
-        if len(missed):
-            shown_missed = _typical(grounder.vectors, missed, shown, centre=own)
-            parts += [_block("missed", [summaries[i] for i in shown_missed], chars),
-                      REVISION_FEEDBACK.format(missed=len(missed), size=len(own))]  # fmt: skip
-        if len(taken):
-            shown_taken = _typical(grounder.vectors, taken, shown, centre=own)
-            parts += [_block("intruders", [summaries[i] for i in shown_taken], chars),
-                      INTRUDERS_FEEDBACK.format(taken=len(taken))]  # fmt: skip
         prev = json.dumps({"name": nodes[g].name, "description": nodes[g].description}, ensure_ascii=False)
-        for i, req in enumerate(_samples(with_feedback(requests[g], prev, "\n\n".join(parts)), k)):
-            asks[g * k + i] = req
+        for kind, which, tag, text in (
+            ("missed", missed, "missed", REVISION_FEEDBACK.format(missed=len(missed), size=len(own))),
+            ("intruders", taken, "intruders", INTRUDERS_FEEDBACK.format(taken=len(taken))),
+        ):
+            if not len(which):
+                continue
+            items = [summaries[i] for i in _typical(grounder.vectors, which, shown, centre=own)]
+            feedback = f"{_block(tag, items, chars)}\n\n{text}"
+            for req in _samples(with_feedback(requests[g], prev, feedback), k):
+                asks[len(asks)] = req
+                asked_for.append((g, kind))
         missed_of[g] = len(missed)
         taken_of[g] = len(taken)
     answers = _ask(backend, asks, cfg, "names: leaves (revision)") if asks else {}
-    # Two texts per reply: the reply as written, and the old description's first sentence joined
-    # to the reply's first (a small model often rewrites about the missed members alone).
+    # Candidate texts: each reply as written, and for a reply about lost members the old
+    # description's first sentence joined to the reply's first (a small model often rewrites
+    # about the lost members alone).
     cands: list[tuple[int, str, NodeName]] = []
     for key, (v, _) in sorted(answers.items()):
-        g = key // k
+        g, kind = asked_for[key]
         if v is None:
             continue
         cands.append((g, "rewritten", NodeName(v.name, v.description, "llm")))
         joined = _description(
             f"{_first_sentence(nodes[g].description or '')} {_first_sentence(v.description)}"
         )
-        if missed_of[g] and joined not in (nodes[g].description, v.description):
+        if kind == "missed" and joined not in (nodes[g].description, v.description):
             cands.append((g, "extended", NodeName(nodes[g].name, joined, "llm")))
     unique: dict[tuple[int, str], tuple[int, str, NodeName]] = {}
     for c in cands:  # equal texts from several samples are scored once
