@@ -416,6 +416,26 @@ def _node_text(n: NodeName, fallback_descriptions: dict[int, str] | None = None,
     return f"{n.name}. {desc}" if desc else n.name
 
 
+def _check_each(
+    grounder: Grounder, groups: np.ndarray, cands: Sequence[tuple[int, str]], exclude: Sequence[int]
+) -> list[Any]:
+    """The grounding of each (node, text) candidate, several per node: one check per turn (each
+    node's first candidates, then its second...), not one per candidate."""
+    out: list[Any] = [None] * len(cands)
+    slot: dict[int, int] = {}
+    turns: list[dict[int, int]] = []
+    for i, (g, _) in enumerate(cands):
+        t = slot[g] = slot.get(g, -1) + 1
+        if t == len(turns):
+            turns.append({})
+        turns[t][g] = i
+    for turn in turns:
+        res = grounder.check(groups, {g: cands[i][1] for g, i in turn.items()}, exclude=exclude)
+        for g, i in turn.items():
+            out[i] = res[g]
+    return out
+
+
 def _ground(
     backend: LLMBackend,
     nodes: dict[int, NodeName],
@@ -449,26 +469,33 @@ def _ground(
         for i, req in enumerate(_samples(with_feedback(requests[g], prev, msg), k)):
             retry[g * k + i] = req
     answers = _ask(backend, retry, cfg, f"{desc} (grounding retry)") if retry else {}
-    again_names = {
-        key: NodeName(v.name, v.description, "llm") for key, (v, _) in answers.items() if v is not None
-    }
-    again = {}
-    for i in range(k):  # each sample checked as its own node's text
-        batch = {key // k: _node_text(n) for key, n in again_names.items() if key % k == i}
-        for g, res in grounder.check(groups, batch, exclude=exclude).items():
-            again[g * k + i] = res
+    cands: list[tuple[int, NodeName, bool]] = []  # (node, text, trimmed)
+    for key, (v, _) in sorted(answers.items()):
+        if v is not None:
+            cands.append((key // k, NodeName(v.name, v.description, "llm"), False))
+    # When no reply holds, the first sentence alone of each (the second, about the contrast with
+    # the nearby items, often fits those better than the members) is checked too.
+    for g in failed:
+        for n in [nodes[g], *(c[1] for c in cands if c[0] == g and not c[2])]:
+            one = _first_sentence(n.description or "")
+            if len(one) >= 10 and one != n.description:
+                cands.append((g, NodeName(n.name, one, "llm"), True))
+    again = _check_each(grounder, groups, [(g, _node_text(n)) for g, n, _ in cands], exclude)
     for g in asked:
         nodes[g].extra["grounded_first"] = first[g].grounded
     for g in failed:
-        tried = [g * k + i for i in range(k) if g * k + i in again]
-        ok = [key for key in tried if again[key].grounded]
+        tried = [i for i, c in enumerate(cands) if c[0] == g]
+        ok = [i for i in tried if again[i].grounded]
+        whole = [i for i in ok if not cands[i][2]]
         if ok:
-            best = max(ok, key=lambda key: (again[key].margin or 0.0, -key))
-            nodes[g] = again_names[best]
+            best = max(whole or ok, key=lambda i: (again[i].margin or 0.0, -i))
+            nodes[g] = cands[best][1]
             nodes[g].extra.update(grounded_first=False, grounding_retried=True)
+            if cands[best][2]:
+                nodes[g].extra["grounding_first_sentence"] = True
             continue
         if tried:
-            why = again[max(tried, key=lambda key: (again[key].margin or 0.0, -key))].explain()
+            why = again[max(tried, key=lambda i: (again[i].margin or 0.0, -i))].explain()
         else:
             why = answers.get(g * k, (None, "not asked"))[1] or "no reply"
         nodes[g] = NodeName(
@@ -579,17 +606,11 @@ def _revise(
         unique.setdefault((c[0], _node_text(c[2])), c)
     cands = list(unique.values())
     texts_c = {i: _node_text(n) for i, (_, _, n) in enumerate(cands)}
-    checks: dict[int, Any] = {}
-    slot: dict[int, int] = {}  # each node's candidates in turn: one check per turn, not per candidate
-    turns: list[dict[int, int]] = []
-    for i, (g, _, _) in enumerate(cands):
-        t = slot[g] = slot.get(g, -1) + 1
-        if t == len(turns):
-            turns.append({})
-        turns[t][g] = i
-    for turn in turns:
-        res = grounder.check(groups, {g: texts_c[i] for g, i in turn.items()}, exclude=exclude)
-        checks.update({i: res[g] for g, i in turn.items()})
+    checks = dict(
+        enumerate(
+            _check_each(grounder, groups, [(g, texts_c[i]) for i, (g, _, _) in enumerate(cands)], exclude)
+        )
+    )
     vecs = grounder.embed([texts_c[i] for i in range(len(cands))]) if cands else []
     kept = 0
     for g in sorted({g for g, _, _ in cands}):

@@ -213,3 +213,32 @@ def test_a_leaf_that_takes_other_members_is_asked_to_narrow_and_kept_when_it_giv
     assert nodes[1].name == "Keep wrong hives" and nodes[1].extra["revision"]["kept"] == "rewritten"
     assert nodes[1].extra["grounded"] is True
     assert stats["reconstruction_after"] == 1.0 > stats["reconstruction_before"]
+
+
+def test_a_name_whose_contrast_sentence_fits_the_sibling_keeps_its_first_sentence(tmp_path: Path) -> None:
+    from bailclio.llm_naming import _ground
+
+    text = {"name": "Name narrow things", "description": "Users ask about narrow things. Unlike the bees."}
+    with ScriptedServer(handler=lambda body: json.dumps(text), model=MODEL) as srv:
+        cfg = cfg_for(srv, tmp_path / "c.sqlite")
+        backend = make_backend(cfg.llm, None, progress=False)
+        assert backend is not None
+        nodes = {
+            0: NodeName(text["name"], text["description"], "llm"),
+            1: NodeName("Keep bees", "Users ask about bees.", "llm"),
+        }
+        reqs = {
+            g: _request(
+                LEAF_TASK.format(subject="Items."), [_block("members", SUMMARIES, 100)], cfg, f"leaf {g}"
+            )
+            for g in nodes
+        }
+        stats = _ground(
+            backend, nodes, reqs, GROUPS, Grounder(VECTORS, toy_embed), cfg, {0: "narrow", 1: "bee"},
+            desc="names", what=("members", "nearby items"),
+        )  # fmt: skip
+        asked = len(srv.requests)
+    assert asked == cfg.naming.grounding_retry_samples  # the full replies were asked for and failed
+    assert stats["grounded_first"] == 1 and stats["grounded_after_retry"] == 1
+    assert nodes[0].source == "llm" and nodes[0].description == "Users ask about narrow things."
+    assert nodes[0].extra["grounding_first_sentence"] is True and nodes[0].extra["grounded"] is True
