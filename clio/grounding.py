@@ -74,14 +74,24 @@ class Grounder:
         ``groups`` gives each row's node; nodes in ``exclude`` are never used as siblings."""
         if not texts:
             return {}
+        keys = sorted(texts)
+        named = self.embed([texts[k] for k in keys])
+        return self.check_vectors(groups, dict(zip(keys, named, strict=True)), exclude=exclude)
+
+    def check_vectors(
+        self, groups: np.ndarray, named: dict[int, np.ndarray], *, exclude: Collection[int] = ()
+    ) -> dict[int, Grounding]:
+        """:meth:`check` for texts already embedded (node id -> the vector of its text)."""
+        if not named:
+            return {}
         ids = [int(g) for g in np.unique(groups)]
         means = {g: self.vectors[groups == g].mean(axis=0) for g in ids}
         others = [g for g in ids if g not in set(exclude)]
         cents = _unit(np.stack([means[g] for g in others])) if others else np.zeros((0, 1))
-        keys = sorted(texts)
-        named = _unit(np.asarray(self.embed([texts[k] for k in keys]), dtype=np.float64))
+        keys = sorted(named)
+        vecs = _unit(np.stack([np.asarray(named[k], dtype=np.float64) for k in keys]))
         out: dict[int, Grounding] = {}
-        for k, v in zip(keys, named, strict=True):
+        for k, v in zip(keys, vecs, strict=True):
             own = float(v @ means[k])
             cand = [j for j, g in enumerate(others) if g != k]
             if not cand:

@@ -416,11 +416,16 @@ def _node_text(n: NodeName, fallback_descriptions: dict[int, str] | None = None,
     return f"{n.name}. {desc}" if desc else n.name
 
 
+def _as_reply(n: NodeName) -> str:
+    """A node's name as the model's own earlier reply, for a retry that continues it."""
+    return json.dumps({"name": n.name, "description": n.description}, ensure_ascii=False)
+
+
 def _check_each(
-    grounder: Grounder, groups: np.ndarray, cands: Sequence[tuple[int, str]], exclude: Sequence[int]
+    grounder: Grounder, groups: np.ndarray, cands: Sequence[tuple[int, np.ndarray]], exclude: Sequence[int]
 ) -> list[Any]:
-    """The grounding of each (node, text) candidate, several per node: one check per turn (each
-    node's first candidates, then its second...), not one per candidate."""
+    """The grounding of each (node, embedded text) candidate, several per node: one check per
+    turn (each node's first candidates, then its second...), not one per candidate."""
     out: list[Any] = [None] * len(cands)
     slot: dict[int, int] = {}
     turns: list[dict[int, int]] = []
@@ -430,7 +435,7 @@ def _check_each(
             turns.append({})
         turns[t][g] = i
     for turn in turns:
-        res = grounder.check(groups, {g: cands[i][1] for g, i in turn.items()}, exclude=exclude)
+        res = grounder.check_vectors(groups, {g: cands[i][1] for g, i in turn.items()}, exclude=exclude)
         for g, i in turn.items():
             out[i] = res[g]
     return out
@@ -462,7 +467,7 @@ def _ground(
     k = cfg.naming.grounding_retry_samples
     retry: dict[int, ChatRequest] = {}
     for g in failed:
-        prev = json.dumps({"name": nodes[g].name, "description": nodes[g].description}, ensure_ascii=False)
+        prev = _as_reply(nodes[g])
         msg = GROUNDING_FEEDBACK.format(
             name=nodes[g].name, what=what[0], others=what[1], why=first[g].explain()
         )
@@ -480,7 +485,8 @@ def _ground(
             one = _first_sentence(n.description or "")
             if len(one) >= 10 and one != n.description:
                 cands.append((g, NodeName(n.name, one, "llm"), True))
-    again = _check_each(grounder, groups, [(g, _node_text(n)) for g, n, _ in cands], exclude)
+    vecs = grounder.embed([_node_text(n) for _, n, _ in cands]) if cands else []
+    again = _check_each(grounder, groups, [(c[0], v) for c, v in zip(cands, vecs, strict=True)], exclude)
     for g in asked:
         nodes[g].extra["grounded_first"] = first[g].grounded
     for g in failed:
@@ -572,7 +578,7 @@ def _revise(
         # One request for the members it lost and one for those it took: asked together, a small
         # model answers neither well.
         chars = cfg.naming.llm_summary_chars
-        prev = json.dumps({"name": nodes[g].name, "description": nodes[g].description}, ensure_ascii=False)
+        prev = _as_reply(nodes[g])
         for kind, which, tag, text in (
             ("missed", missed, "missed", REVISION_FEEDBACK.format(missed=len(missed), size=len(own))),
             ("intruders", taken, "intruders", INTRUDERS_FEEDBACK.format(taken=len(taken))),
@@ -605,13 +611,8 @@ def _revise(
     for c in cands:  # equal texts from several samples are scored once
         unique.setdefault((c[0], _node_text(c[2])), c)
     cands = list(unique.values())
-    texts_c = {i: _node_text(n) for i, (_, _, n) in enumerate(cands)}
-    checks = dict(
-        enumerate(
-            _check_each(grounder, groups, [(g, texts_c[i]) for i, (g, _, _) in enumerate(cands)], exclude)
-        )
-    )
-    vecs = grounder.embed([texts_c[i] for i in range(len(cands))]) if cands else []
+    vecs = grounder.embed([_node_text(n) for _, _, n in cands]) if cands else []
+    checks = _check_each(grounder, groups, [(c[0], v) for c, v in zip(cands, vecs, strict=True)], exclude)
     kept = 0
     for g in sorted({g for g, _, _ in cands}):
         tried = [i for i, (h, _, _) in enumerate(cands) if h == g]
