@@ -40,6 +40,7 @@ DATASETS = {
     "bailbench": ("bailbench.csv", "content", "category"),
     "clinc150": ("clinc150.csv", "text", "intent"),
     "banking77": ("banking77.csv", "text", "category"),
+    "wildchat": ("wildchat_1880.jsonl", "text", "topic"),
 }
 
 
@@ -55,7 +56,8 @@ def draw(name: str, per_label: int, n_labels: int, seed: int) -> pl.DataFrame:
     order; the rows of a label are a seeded permutation's prefix, so a smaller draw is a subset of
     a larger one."""
     fname, text, label = DATASETS[name]
-    df = pl.read_csv(data_dir() / fname)
+    path = data_dir() / fname
+    df = (pl.read_ndjson(path) if path.suffix == ".jsonl" else pl.read_csv(path)).select(text, label)
     counts = dict(df[label].value_counts().iter_rows())
     labels = [x for x in df[label].unique(maintain_order=True).to_list() if counts[x] >= per_label][:n_labels]
     parts = [
