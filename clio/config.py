@@ -112,6 +112,12 @@ class NamingConfig(_Section):
     revision: bool = True
     revision_min_missed: float = Field(default=0.0, ge=0.0, le=1.0)
     revision_samples: int = Field(default=3, ge=1, le=8)
+    # ... and two candidates ask nothing: the leaf's own text followed by its distinctive terms
+    # ("Marked by: ..."), and by those and its most typical member, kept by the same rule.
+    revision_evidence: bool = True
+    # ... and, last, the keyphrase name and description themselves: a leaf they describe better
+    # keeps them (name_source "keyphrases", name_error "reconstruction: ...").
+    revision_keyphrases: bool = True
     # The levels above the leaves (with an LLM): "structural" keeps the hierarchy builder's tree
     # and has the LLM name it; "llm" is Clio's hierarchizer (bailclio.llm_hierarchy): per level
     # the LLM proposes parent categories from the children's names, near-duplicate proposals are

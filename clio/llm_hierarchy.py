@@ -55,6 +55,7 @@ from bailclio.facets import escape_delimiters
 from bailclio.grounding import Grounder
 from bailclio.llm.base import ChatRequest, LLMBackend
 from bailclio.llm_naming import (
+    LeafEvidence,
     NamingResult,
     NodeName,
     _ask,
@@ -257,6 +258,7 @@ def build_and_name(
     grounder: Grounder | None = None,
     subject: str = "Each item is a summary of one conversation.",
     fallback_descriptions: dict[int, str] | None = None,
+    leaf_evidence: dict[int, LeafEvidence] | None = None,
 ) -> NamingResult:
     """Leaves named as by :func:`bailclio.llm_naming.name_hierarchy`, then every level above them
     built and named by the LLM (see the module docstring). ``parents`` is the structural
@@ -268,7 +270,7 @@ def build_and_name(
     leaves, stats["leaf"] = name_leaves(
         backend, summaries=summaries, space=space, leaf_of_unique=leaf_of_unique, fallback=leaf_fallback,
         fixed_leaves=fixed_leaves, cfg=cfg, grounder=grounder, subject=subject,
-        fallback_descriptions=fallback_descriptions,
+        fallback_descriptions=fallback_descriptions, leaf_evidence=leaf_evidence,
     )  # fmt: skip
     embed = grounder.embed if grounder is not None else None
     # structural node of every text at every level (top first)

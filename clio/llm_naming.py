@@ -119,6 +119,8 @@ def is_generic(name: str) -> bool:
 
 
 DESCRIPTION_CHARS = 400
+MARKED_BY_TERMS = 6  # distinctive terms a revised description may end with
+TYPICAL_CHARS = 160  # and the longest typical member it may quote
 RETRY_TEMPERATURE = 0.7  # the sampled grounding retries
 # Sent as the response format: types only (length limits slow llama.cpp's grammar sampling).
 # The description comes first, so a model writing in key order has listed the members'
@@ -138,6 +140,21 @@ class NodeName:
     source: str  # "llm" | "keyphrases" | "fixed"
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # grounding: margin, grounded, retried
+
+
+@dataclass(frozen=True)
+class LeafEvidence:
+    """What the keyphrase namer found in a leaf: its distinctive terms and its most typical
+    member. Revision may end an LLM description with them (:func:`_revise`)."""
+
+    keywords: Sequence[str]
+    typical: str | None = None
+
+    def tail(self, typical: bool) -> str:
+        out = f"Marked by: {', '.join(self.keywords[:MARKED_BY_TERMS])}."
+        if typical and self.typical:
+            out += f' Typical: "{cut_at_sentence(_clean(self.typical), TYPICAL_CHARS)}"'
+        return out
 
 
 @dataclass
@@ -539,6 +556,8 @@ def _revise(
     *,
     exclude: Sequence[int] = (),
     fallback_descriptions: dict[int, str] | None = None,
+    fallback: dict[int, str] | None = None,
+    evidence: dict[int, LeafEvidence] | None = None,
 ) -> dict[str, Any]:
     """Clio's reconstruction check turned into one round of revision. Every member is put back
     into the leaf whose name and description are nearest to it (:class:`Placement`). A leaf
@@ -549,7 +568,15 @@ def _revise(
     and puts more members back into their own leaf than the old one did (leaves are taken in
     order, each against the texts kept so far), so the level's reconstruction never falls; the
     old text stays otherwise. A node that keeps its keyphrase name is placed by the name and
-    description it will have (``fallback_descriptions``)."""
+    description it will have (``fallback_descriptions``).
+
+    With ``evidence`` (and ``naming.revision_evidence``) two more candidates ask nothing: the
+    leaf's own text followed by its distinctive terms, and by those and its most typical member.
+    The outcome is the node's ``revision``: each candidate, its gain, and the kind ``kept``.
+
+    With ``fallback`` (the keyphrase names) the level is then held to its baseline, the
+    reconstruction from the keyphrase texts alone (:func:`_keyphrase_texts_where_better`; what
+    it changes is the ``revision``'s ``fallback``)."""
     texts = {g: _node_text(n, fallback_descriptions, g) for g, n in nodes.items() if g not in exclude}
     if len(texts) < 2:
         return {}
@@ -607,6 +634,12 @@ def _revise(
         )
         if kind == "missed" and joined not in (nodes[g].description, v.description):
             cands.append((g, "extended", NodeName(nodes[g].name, joined, "llm")))
+    if evidence and cfg.naming.revision_evidence:
+        for g in sorted(missed_of):
+            if g in evidence and evidence[g].keywords:
+                for kind, typical in (("keywords", False), ("typical", True)):
+                    marked = f"{nodes[g].description or ''} {evidence[g].tail(typical)}".strip()
+                    cands.append((g, kind, NodeName(nodes[g].name, marked, "llm")))
     unique: dict[tuple[int, str], tuple[int, str, NodeName]] = {}
     for c in cands:  # equal texts from several samples are scored once
         unique.setdefault((c[0], _node_text(c[2])), c)
@@ -634,13 +667,91 @@ def _revise(
             extra = {**nodes[g].extra, **checks[best].to_extra()}
             nodes[g] = NodeName(cand.name, cand.description, "llm", None, extra)
             kept += 1
+    kp_hits = None
+    if fallback is not None and rows:
+        kp_hits = _keyphrase_texts_where_better(
+            nodes, keys, place, groups, grounder, fallback, fallback_descriptions, cfg,
+            candidates=sorted(missed_of), exclude=exclude, evidence=evidence,
+        )  # fmt: skip
     return {
         "revisions_asked": len(missed_of),
         "revision_calls": len(asks),
         "revisions_kept": kept,
+        "revisions_to_evidence": sum(_fallback_kind(nodes[g]) == "evidence" for g in missed_of),
+        "revisions_to_keyphrases": sum(_fallback_kind(nodes[g]) == "keyphrases" for g in missed_of),
         "reconstruction_before": round(before / rows, 4) if rows else None,
         "reconstruction_after": round(place.hits / rows, 4) if rows else None,
+        "reconstruction_keyphrases": round(kp_hits / rows, 4) if kp_hits is not None else None,
     }
+
+
+def _fallback_kind(n: NodeName) -> str | None:
+    return (n.extra.get("revision", {}).get("fallback") or {}).get("kind")
+
+
+def _keyphrase_texts_where_better(
+    nodes: dict[int, NodeName],
+    keys: list[int],
+    place: Placement,
+    groups: np.ndarray,
+    grounder: Grounder,
+    fallback: dict[int, str],
+    fallback_descriptions: dict[int, str] | None,
+    cfg: Config,
+    *,
+    candidates: Sequence[int],
+    exclude: Sequence[int],
+    evidence: dict[int, LeafEvidence] | None = None,
+) -> int:
+    """The members the keyphrase texts alone put back (the baseline). While the level's texts put
+    back fewer, and ``naming.revision_keyphrases`` is on, revised leaves change, the one that
+    gains most first: first to their LLM name with the leaf's evidence for a description (its
+    distinctive terms and most typical member), then, if that is not enough, to their keyphrase
+    name and description (name_source "keyphrases", name_error saying why). LLM text is given up
+    only as far as needed for the level to describe its members no worse than its keyphrases."""
+    kp = {g: NodeName(fallback[g], (fallback_descriptions or {}).get(g), "keyphrases") for g in keys}
+    vecs = dict(zip(keys, grounder.embed([_node_text(kp[g]) for g in keys]), strict=True))
+    baseline = Placement(grounder.vectors, groups, vecs).hits
+    if not cfg.naming.revision_keyphrases or place.hits >= baseline:
+        return baseline
+    options: list[tuple[int, str, NodeName]] = []
+    for g in candidates:
+        if nodes[g].source != "llm":
+            continue
+        if evidence and g in evidence and evidence[g].keywords:
+            options.append((g, "evidence", NodeName(nodes[g].name, evidence[g].tail(True), "llm")))
+        options.append((g, "keyphrases", kp[g]))
+    if not options:
+        return baseline
+    opt_vecs = grounder.embed([_node_text(n) for _, _, n in options])
+    pairs = [(g, v) for (g, _, _), v in zip(options, opt_vecs, strict=True)]
+    checks = _check_each(grounder, groups, pairs, exclude)
+    for kind in ("evidence", "keyphrases"):  # the LLM names kept as long as that is enough
+        mine = [i for i, o in enumerate(options) if o[1] == kind]
+        while place.hits < baseline and mine:
+            gains = {
+                i: place.gain(options[i][0], opt_vecs[i])
+                if nodes[options[i][0]].source == "llm" and checks[i].grounded
+                else 0
+                for i in mine
+            }
+            best = max(mine, key=lambda i: gains[i])  # the first of equal gains
+            if gains[best] <= 0:
+                break
+            mine.remove(best)
+            g, _, cand = options[best]
+            place.set(g, opt_vecs[best])
+            extra = {**nodes[g].extra, **checks[best].to_extra()}
+            extra["revision"] = {**extra.get("revision", {}), "fallback": {"kind": kind, "gain": gains[best]}}
+            error = None
+            if kind == "keyphrases":
+                error = (
+                    f"reconstruction: its keyphrase text puts {gains[best]} more members back into their "
+                    f"own leaf than the LLM's {nodes[g].name!r}, and the leaves' LLM texts put back fewer "
+                    "than their keyphrase texts (revision in taxonomy.json)"
+                )
+            nodes[g] = NodeName(cand.name, cand.description, cand.source, error, extra)
+    return baseline
 
 
 def _dedupe(level: dict[int, NodeName]) -> None:
@@ -683,10 +794,12 @@ def name_leaves(
     grounder: Grounder | None = None,
     subject: str = "Each item is a summary of one conversation.",
     fallback_descriptions: dict[int, str] | None = None,
+    leaf_evidence: dict[int, LeafEvidence] | None = None,
 ) -> tuple[dict[int, NodeName], dict[str, Any]]:
     """LLM names of the leaves (``fallback``: their keyphrase names; ``fallback_descriptions``:
-    the keyphrase descriptions a leaf that keeps its keyphrase name will show), grounded and
-    revised when a ``grounder`` is given; and the leaf stage's statistics."""
+    the keyphrase descriptions a leaf that keeps its keyphrase name will show; ``leaf_evidence``:
+    their distinctive terms and typical members), grounded and revised when a ``grounder`` is
+    given; and the leaf stage's statistics."""
     leaf_ids = sorted(fallback)
     before = backend.stats()
     todo = [g for g in leaf_ids if g not in fixed_leaves]
@@ -715,6 +828,8 @@ def name_leaves(
                     cfg,
                     exclude=sorted(fixed_leaves),
                     fallback_descriptions=fallback_descriptions,
+                    fallback=fallback,
+                    evidence=leaf_evidence,
                 )  # fmt: skip
             )
     _dedupe(leaves)
@@ -735,6 +850,7 @@ def name_hierarchy(
     grounder: Grounder | None = None,
     subject: str = "Each item is a summary of one conversation.",
     fallback_descriptions: dict[int, str] | None = None,
+    leaf_evidence: dict[int, LeafEvidence] | None = None,
 ) -> NamingResult:
     """Names for every level, leaves first (``parents[d]``: parent at level d of each node of level
     d + 1; ``fallback``: keyphrase names per level, top first). With a ``grounder``, every LLM
@@ -744,7 +860,7 @@ def name_hierarchy(
     leaves, stats["leaf"] = name_leaves(
         backend, summaries=summaries, space=space, leaf_of_unique=leaf_of_unique, fallback=fallback[-1],
         fixed_leaves=fixed_leaves, cfg=cfg, grounder=grounder, subject=subject,
-        fallback_descriptions=fallback_descriptions,
+        fallback_descriptions=fallback_descriptions, leaf_evidence=leaf_evidence,
     )  # fmt: skip
 
     levels: list[dict[int, NodeName]] = [{} for _ in range(depth - 1)] + [leaves]

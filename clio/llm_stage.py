@@ -38,7 +38,7 @@ import polars as pl
 from bailclio.config import Config, FacetConfig
 from bailclio.errors import UserError
 from bailclio.llm.base import LLMBackend
-from bailclio.llm_naming import STAT_KEYS, NamingResult, name_hierarchy, stats_delta
+from bailclio.llm_naming import STAT_KEYS, LeafEvidence, NamingResult, name_hierarchy, stats_delta
 from bailclio.paths import cache_root
 
 
@@ -256,6 +256,13 @@ class LLMStage:
         leaf_desc = {
             g: meta["describe"](int(sizes[g])) for g, meta in levels[-1].items() if "describe" in meta
         }
+        leaf_evidence = {
+            g: LeafEvidence(
+                list(meta["keywords"]), summaries[meta["exemplars"][0]] if meta.get("exemplars") else None
+            )
+            for g, meta in levels[-1].items()
+            if meta.get("keywords")
+        }
         if self.cfg.naming.hierarchy == "llm" and parents and keyphrases_for is not None:
             from bailclio.llm_hierarchy import build_and_name
 
@@ -272,6 +279,7 @@ class LLMStage:
                 grounder=grounder,
                 subject=self.subject(),
                 fallback_descriptions=leaf_desc,
+                leaf_evidence=leaf_evidence,
             )
         else:
             result = name_hierarchy(
@@ -286,13 +294,14 @@ class LLMStage:
                 grounder=grounder,
                 subject=self.subject(),
                 fallback_descriptions=leaf_desc,
+                leaf_evidence=leaf_evidence,
             )
         for level, st in result.stats.items():
             self.stages[f"names_{level}"] = st
         # nodes left with keyphrase names because naming failed (not those whose LLM name did not
-        # fit its members: that is the grounding check working)
+        # fit its members or described them worse: that is the grounding check working)
         self.naming_failures = sum(
-            n.source == "keyphrases" and not str(n.error or "").startswith("ungrounded")
+            n.source == "keyphrases" and not str(n.error or "").startswith(("ungrounded", "reconstruction"))
             for level in result.levels
             for n in level.values()
         )
@@ -309,6 +318,9 @@ class LLMStage:
                 "grounded_share": round(ok / checked, 4) if checked else None,
                 "grounded_first": sum(st.get("grounded_first", 0) for st in result.stats.values()),
                 "replaced_by_keyphrases": replaced,
+                "replaced_by_keyphrase_text": sum(
+                    st.get("revisions_to_keyphrases", 0) for st in result.stats.values()
+                ),
                 "min_margin": self.cfg.naming.grounding_min_margin,
             }
             if replaced:
@@ -316,6 +328,19 @@ class LLMStage:
                     f"names: {replaced} of {checked} LLM names did not fit their members after a retry and "
                     "were replaced by keyphrase names (name_error in taxonomy.json)"
                 )
+        leaf = result.stats.get("leaf", {})
+        if leaf.get("revisions_to_keyphrases"):
+            n = leaf["revisions_to_keyphrases"]
+            self._warn(
+                f"names: {n} {'leaf keeps its' if n == 1 else 'leaves keep their'} keyphrase text, which "
+                "puts more members back than the LLM's name and description (name_error)"
+            )
+        after, kp = leaf.get("reconstruction_after"), leaf.get("reconstruction_keyphrases")
+        if after is not None and kp is not None and after < kp:
+            self._warn(
+                f"names: the leaves' LLM names and descriptions put {after:.1%} of the members back "
+                f"into their own leaf, their keyphrase texts {kp:.1%} (llm.stages.names_leaf)"
+            )
         fallbacks = sum(st["keyphrase_fallbacks"] for st in result.stats.values())
         if fallbacks:
             _say(

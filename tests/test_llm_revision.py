@@ -16,7 +16,7 @@ from scripted_server import ScriptedServer
 
 from bailclio.grounding import Grounder, Placement, reconstruction_accuracy
 from bailclio.llm import make_backend
-from bailclio.llm_naming import LEAF_TASK, NodeName, _block, _request, _revise
+from bailclio.llm_naming import LEAF_TASK, LeafEvidence, NodeName, _block, _request, _revise
 from bailclio.pipeline import run
 
 pytestmark = pytest.mark.timeout(300)
@@ -72,23 +72,108 @@ def revision_case(
     tmp_path: Path,
     second: NodeName | None = None,
     fallback_descriptions: dict[int, str] | None = None,
+    *,
+    first: NodeName | None = None,
+    vectors: np.ndarray = VECTORS,
+    embed: Any = toy_embed,
+    naming: dict[str, Any] | None = None,
+    **more: Any,
 ) -> tuple[dict[int, NodeName], dict[str, Any]]:
     cfg = cfg_for(srv, tmp_path / "c.sqlite")
+    if naming:
+        cfg = cfg.model_copy(update={"naming": cfg.naming.model_copy(update=naming)})
     backend = make_backend(cfg.llm, None, progress=False)
     assert backend is not None
     nodes = {
-        0: NodeName("Name narrow things", "Users ask about narrow things.", "llm"),
+        0: first or NodeName("Name narrow things", "Users ask about narrow things.", "llm"),
         1: second or NodeName("Keep bees", "Users ask about bees.", "llm"),
     }
     reqs = {
         g: _request(LEAF_TASK.format(subject="Items."), [_block("members", SUMMARIES, 100)], cfg, f"leaf {g}")
         for g in nodes
     }
-    grounder = Grounder(VECTORS, toy_embed)
+    grounder = Grounder(vectors, embed)
     stats = _revise(
-        backend, nodes, reqs, SUMMARIES, GROUPS, grounder, cfg, fallback_descriptions=fallback_descriptions
-    )
+        backend, nodes, reqs, SUMMARIES, GROUPS, grounder, cfg, fallback_descriptions=fallback_descriptions,
+        **more,
+    )  # fmt: skip
     return nodes, stats
+
+
+def repeats_itself(body: dict[str, Any]) -> str:
+    """A model that, asked again, gives the answer it gave before."""
+    for m in reversed(body["messages"]):
+        if m["role"] == "assistant":
+            return str(m["content"])
+    raise AssertionError("a revision request continues the earlier reply")
+
+
+WIDE = {0: LeafEvidence(["wide", "odd"], "odd one"), 1: LeafEvidence(["bee"], "bee x")}
+KEYPHRASES = {0: "wide, odd", 1: "bee, hive"}
+KEYPHRASE_TEXTS = {0: "5 conversations marked by: wide, odd.", 1: "3 conversations marked by: bee."}
+AS_KEYPHRASES = {"fallback": KEYPHRASES, "fallback_descriptions": KEYPHRASE_TEXTS}
+
+
+def test_a_leaf_whose_replies_do_not_help_ends_its_description_with_its_distinctive_terms(
+    tmp_path: Path,
+) -> None:
+    with ScriptedServer(handler=repeats_itself, model=MODEL) as srv:
+        nodes, stats = revision_case(srv, tmp_path, evidence=WIDE, fallback=KEYPHRASES)
+    assert nodes[0].source == "llm" and nodes[0].name == "Name narrow things"
+    assert nodes[0].description.startswith("Users ask about narrow things. Marked by: wide, odd.")
+    assert nodes[0].extra["revision"]["kept"] in ("keywords", "typical")
+    assert stats["reconstruction_after"] == 1.0 > stats["reconstruction_before"]
+    assert stats["revisions_to_keyphrases"] == 0  # the LLM texts already do as well as keyphrases
+    assert stats["reconstruction_keyphrases"] == 1.0
+
+
+def test_a_leaf_takes_its_keyphrase_text_only_while_the_llm_texts_place_fewer_members(tmp_path: Path) -> None:
+    with ScriptedServer(handler=repeats_itself, model=MODEL) as srv:
+        nodes, stats = revision_case(srv, tmp_path, **AS_KEYPHRASES)
+    assert stats["reconstruction_before"] < stats["reconstruction_keyphrases"] == 1.0
+    assert nodes[0].source == "keyphrases" and nodes[0].name == "wide, odd"
+    assert nodes[0].description == KEYPHRASE_TEXTS[0]
+    assert str(nodes[0].error).startswith("reconstruction:")
+    assert nodes[0].extra["revision"]["fallback"] == {"kind": "keyphrases", "gain": 2}
+    assert nodes[1].source == "llm" and nodes[1].name == "Keep bees"  # not needed: left as it was
+    assert stats["revisions_to_keyphrases"] == 1
+    assert stats["reconstruction_after"] >= stats["reconstruction_keyphrases"]
+
+
+def test_keyphrase_texts_are_not_taken_when_switched_off(tmp_path: Path) -> None:
+    with ScriptedServer(handler=repeats_itself, model=MODEL) as srv:
+        nodes, stats = revision_case(srv, tmp_path, **AS_KEYPHRASES, naming={"revision_keyphrases": False})
+    assert nodes[0].source == "llm"
+    assert stats["reconstruction_after"] < stats["reconstruction_keyphrases"]
+
+
+# Words at angles, a text the mean direction of the words it has: a description that keeps the
+# LLM's "narrow" sentence cannot reach the members at 70 degrees; the evidence alone can.
+WORDS = {"narrow": 0, "wide": 30, "bee": 120}
+SPREAD = np.stack([_angle(a) for a in (0, 0, 0, 70, 70, 120, 120, 120)])
+
+
+def word_embed(texts: list[str]) -> np.ndarray:
+    def one(t: str) -> np.ndarray:
+        v = sum((_angle(a) for w, a in WORDS.items() if w in t.lower()), np.zeros(2))
+        return v / (np.linalg.norm(v) or 1.0)
+
+    return np.stack([one(t) for t in texts])
+
+
+def test_an_llm_name_keeps_with_the_leafs_evidence_before_a_keyphrase_name_is_taken(tmp_path: Path) -> None:
+    first = NodeName("Name things", "Users ask about narrow things.", "llm")
+    with ScriptedServer(handler=repeats_itself, model=MODEL) as srv:
+        nodes, stats = revision_case(
+            srv, tmp_path, first=first, vectors=SPREAD, embed=word_embed, evidence=WIDE, **AS_KEYPHRASES,
+        )  # fmt: skip
+    tried = {t["kind"]: t["gain"] for t in nodes[0].extra["revision"]["tried"]}
+    assert tried["keywords"] <= 0 and tried["typical"] <= 0  # with the LLM's sentence: not enough
+    assert nodes[0].source == "llm" and nodes[0].name == "Name things"
+    assert nodes[0].description == WIDE[0].tail(True)
+    assert nodes[0].extra["revision"]["fallback"] == {"kind": "evidence", "gain": 2}
+    assert stats["revisions_to_keyphrases"] == 0
+    assert stats["reconstruction_after"] == stats["reconstruction_keyphrases"] == 1.0
 
 
 def test_a_revision_that_puts_missed_members_back_is_kept(tmp_path: Path) -> None:

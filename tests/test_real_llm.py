@@ -116,16 +116,27 @@ def test_run_against_a_real_model_keeps_the_products_rules(tmp_path: Path) -> No
         if node["name_source"] == "llm":
             assert not copies_prompt(node["name"], task_words)
         rev = node.get("revision")
-        if rev:  # a revised text is kept only when it puts more members back, and is grounded
+        # a revised text is kept only when it puts more members back, and is grounded
+        if rev and rev.get("tried"):
             best = max(t["gain"] for t in rev["tried"])
             assert (rev["kept"] is not None) == (best > 0), rev
-            if rev["kept"]:
+            if rev["kept"] and not rev.get("fallback"):
                 suffixed = r"( \(\d+\))?"  # a repeated name's (2), (3)
                 name = node["name"]
                 named = [t for t in rev["tried"] if re.fullmatch(re.escape(t["name"]) + suffixed, name)]
                 assert any(t["grounded"] and t["gain"] == best for t in named), rev
+        if rev and rev.get("fallback"):  # taken only while the level placed fewer than keyphrases
+            assert rev["fallback"]["gain"] > 0, rev
+            keyphrase = rev["fallback"]["kind"] == "keyphrases"
+            assert (node["name_source"] == "keyphrases") == keyphrase, node
+            if keyphrase:
+                assert str(node["name_error"]).startswith("reconstruction:"), node
     if llm["grounding"].get("checked"):
         assert 0.0 <= llm["grounding"]["grounded_share"] <= 1.0
+    leaf = llm["stages"].get("names_leaf", {})
+    if leaf.get("reconstruction_keyphrases") is not None:  # held to the keyphrase texts, or said not to be
+        below = leaf["reconstruction_after"] < leaf["reconstruction_keyphrases"]
+        assert below == any("keyphrase texts" in w for w in llm["warnings"]), (leaf, llm["warnings"])
     assert tax["clustered_on"] in ("facet", "text", "mixed")
 
     rerun = json.loads((tmp_path / "again" / "manifest.json").read_text())["llm"]["total"]
