@@ -25,16 +25,17 @@ Checks (with a :class:`~bailclio.grounding.Grounder`): every LLM name must be ne
 members than its nearest siblings' (:func:`_ground`: one retry with the failure stated, asked as a
 greedy and sampled replies, else the keyphrase name); then the leaves are revised by Clio's
 reconstruction check (:func:`_revise`): a leaf whose text loses members to other leaves' texts is
-asked again, shown them, and the new text is kept only when it puts more members back.
+asked again, shown them, and the new text is kept only when it puts more members back; then the
+leaves are held to the reconstruction of their keyphrase texts (:func:`_keyphrase_texts_where_better`).
 
 Failures never become names: a node whose call fails (HTTP errors after retries, a reply that does
 not validate after ``llm.max_attempts``, the budget) keeps its keyphrase name, with
 ``name_source = "keyphrases"`` and the reason in ``name_error``. Names are unique within a level:
 a repeated name gets a deterministic `` (2)``, `` (3)`` suffix in node order.
 
-We cannot judge the quality of the names here (no real LLM is run by the tests); the tests check
-that the names come from the replies, the prompts carry the right members and contrasts, and the
-fallbacks and limits hold.
+The tests check with scripted replies that the names come from the replies, the prompts carry
+the right members and contrasts, and the fallbacks and limits hold; ``tests/test_real_llm.py`` and
+``bench/real_llm.py`` run a real model.
 """
 
 from __future__ import annotations
@@ -638,7 +639,7 @@ def _revise(
         for g in sorted(missed_of):
             if g in evidence and evidence[g].keywords:
                 for kind, typical in (("keywords", False), ("typical", True)):
-                    marked = f"{nodes[g].description or ''} {evidence[g].tail(typical)}".strip()
+                    marked = _followed_by(nodes[g].description or "", evidence[g].tail(typical))
                     cands.append((g, kind, NodeName(nodes[g].name, marked, "llm")))
     unique: dict[tuple[int, str], tuple[int, str, NodeName]] = {}
     for c in cands:  # equal texts from several samples are scored once
@@ -683,6 +684,14 @@ def _revise(
         "reconstruction_after": round(place.hits / rows, 4) if rows else None,
         "reconstruction_keyphrases": round(kp_hits / rows, 4) if kp_hits is not None else None,
     }
+
+
+def _followed_by(text: str, more: str) -> str:
+    """``text`` and then ``more``, as a new sentence."""
+    text = text.strip()
+    if text and not re.search(r"[.!?][\"')\]]*$", text):
+        text += "."
+    return f"{text} {more}".strip()
 
 
 def _fallback_kind(n: NodeName) -> str | None:
