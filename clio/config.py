@@ -115,8 +115,10 @@ class NamingConfig(_Section):
     # ... and two candidates ask nothing: the leaf's own text followed by its distinctive terms
     # ("Marked by: ..."), and by those and its most typical member, kept by the same rule.
     revision_evidence: bool = True
-    # ... and, last, the keyphrase name and description themselves: a leaf they describe better
-    # keeps them (name_source "keyphrases", name_error "reconstruction: ...").
+    # Then, while the leaves' texts put fewer members back than their keyphrase texts would, the
+    # revised leaf gaining most takes its terms and typical member as its description (LLM name
+    # kept), and only if that is not enough its keyphrase name and description (name_source
+    # "keyphrases", name_error "reconstruction: ...").
     revision_keyphrases: bool = True
     # The levels above the leaves (with an LLM): "structural" keeps the hierarchy builder's tree
     # and has the LLM name it; "llm" is Clio's hierarchizer (bailclio.llm_hierarchy): per level
