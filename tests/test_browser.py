@@ -114,6 +114,20 @@ def wait_for(driver, css: str, text: str | None = None, timeout: float = 45):
     raise AssertionError(f"no visible {css!r} containing {text!r} within {timeout}s")
 
 
+def click_until(driver, css: str, text: str, then_css: str, then_text: str | None = None, tries: int = 3):
+    """Click the element (``css``, ``text``) and wait for the page's answer (``then_css``,
+    ``then_text``). A click that lands while Streamlit re-renders the page is lost with the old
+    element, so the element is found and clicked again, ``tries`` times in all."""
+    for attempt in range(tries):
+        wait_for(driver, css, text).click()
+        try:
+            return wait_for(driver, then_css, then_text, timeout=20)
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_tree_map_node_and_conversation_in_chromium(server, browser) -> None:
     from bailclio.rundir import load_run
 
@@ -132,13 +146,11 @@ def test_tree_map_node_and_conversation_in_chromium(server, browser) -> None:
 
     # open the top category and click its largest leaf: the node view opens
     expander.find_element("css selector", "summary").click()
-    wait_for(browser, "button", f"[{leaf}]").click()
-    wait_for(browser, '[data-testid="stMetricValue"]', f"{leaf_node.size:,}")
+    click_until(browser, "button", f"[{leaf}]", '[data-testid="stMetricValue"]', f"{leaf_node.size:,}")
     wait_for(browser, '[data-testid="stText"]', leaf_node.description[:40])
 
     # open a member conversation: transcript with roles and the bail turn marked
-    wait_for(browser, "button", "open conv-").click()
-    wait_for(browser, '[data-testid="stChatMessage"]')
+    click_until(browser, "button", "open conv-", '[data-testid="stChatMessage"]')
     wait_for(browser, '[data-testid="stAlert"]', "Bail turn")
 
     # hostile markup is shown as text
@@ -152,6 +164,6 @@ def test_tree_map_node_and_conversation_in_chromium(server, browser) -> None:
     assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
 
     # the map draws with WebGL
-    wait_for(browser, '[data-testid="stRadio"] label', "Map").click()
-    wait_for(browser, ".js-plotly-plot .gl-container canvas, .js-plotly-plot canvas")
+    canvas = ".js-plotly-plot .gl-container canvas, .js-plotly-plot canvas"
+    click_until(browser, '[data-testid="stRadio"] label', "Map", canvas)
     browser.save_screenshot(str(ARTIFACTS / "explorer-map.png"))
