@@ -7,7 +7,7 @@ directory (no cache). Part 2: measured calls per scored conversation-turn for ea
 for ``--turns last`` / ``all`` and ``--replies regenerate`` / ``keep``, and for the prompt method
 on a server without logprobs (sampling). Medians over ``--repeats`` (default 3).
 
-The server runs in its own process (tests/detect_model.py answers) so client and server do not
+The server runs in its own process (tests/support/detect_model.py answers) so client and server do not
 share one interpreter.
 
     python bench/detect_throughput.py [--latency-ms 50] [--repeats 3]
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 _SERVER = """
 import sys, time
 sys.path.insert(0, {tests!r})
-from detect_model import simulated_model
-from scripted_server import ScriptedServer
+from support.detect_model import simulated_model
+from support.scripted_server import ScriptedServer
 srv = ScriptedServer(simulated_model, latency_ms={latency}, supports_logprobs={logprobs}).start()
 print("PORT", srv.port, flush=True)
 while True:

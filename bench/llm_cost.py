@@ -32,6 +32,8 @@ from typing import Any
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
+# The scripted server is test support (tests/support); the benchmark imports it from there.
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 def sample_rows(n: int) -> pl.DataFrame:
@@ -47,7 +49,7 @@ def sample_rows(n: int) -> pl.DataFrame:
 
 
 def make_analyst(frame: pl.DataFrame) -> Any:
-    from scripted_server import Reply
+    from support.scripted_server import Reply
 
     sub_of = dict(zip(frame["content"].to_list(), frame["subcategory"].to_list(), strict=True))
 
@@ -103,7 +105,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     args = ap.parse_args()
 
-    from scripted_server import ScriptedServer
+    from support.scripted_server import ScriptedServer
 
     from bailclio.cli import ensure_numba_cache
     from bailclio.config import load_config

@@ -11,11 +11,13 @@ measurement is repeated (``--repeats``, default 3) and the median is reported; n
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bailclio.llm.base import ChatRequest
 from bailclio.llm.openai_backend import OpenAIBackend
@@ -61,9 +63,11 @@ def main() -> int:
     args = ap.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "scripted_server", "--latency-ms", str(args.latency_ms)],
+        [sys.executable, "-m", "support.scripted_server", "--latency-ms", str(args.latency_ms)],
         stdout=subprocess.PIPE,
         text=True,
+        # the scripted server is test support (tests/support)
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "tests")},
     )
     try:
         assert server.stdout is not None

@@ -34,7 +34,7 @@ not validate after ``llm.max_attempts``, the budget) keeps its keyphrase name, w
 a repeated name gets a deterministic `` (2)``, `` (3)`` suffix in node order.
 
 The tests check with scripted replies that the names come from the replies, the prompts carry
-the right members and contrasts, and the fallbacks and limits hold; ``tests/test_real_llm.py`` and
+the right members and contrasts, and the fallbacks and limits hold; ``tests/llm/test_real_llm.py`` and
 ``bench/real_llm.py`` run a real model.
 """
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from depth_runs import FixedRuns
-from explorer_runs import copy_run, transcript_run
-from vllm_server import serve_tiny_llama
+from support.depth_runs import FixedRuns
+from support.explorer_runs import copy_run, transcript_run
+from support.vllm_server import serve_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -56,14 +56,14 @@ def small_run(bailbench_sample: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def fixed_runs(tmp_path_factory: pytest.TempPathFactory) -> FixedRuns:
-    """Runs of 2, 3 and 5 levels whose tree is fixed by construction (tests/depth_runs.py), each
+    """Runs of 2, 3 and 5 levels whose tree is fixed by construction (tests/support/depth_runs.py), each
     built on first use in the session."""
     return FixedRuns(tmp_path_factory.getbasetemp() / "fixed_runs")
 
 
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The /v1 URL of a real vLLM server for a tiny random model (tests/vllm_server.py), shared
+    """The /v1 URL of a real vLLM server for a tiny random model (tests/support/vllm_server.py), shared
     by the tests marked vllm so the engine starts once per session."""
     try:
         with serve_tiny_llama(tmp_path_factory.mktemp("vllm")) as base:
@@ -74,7 +74,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The explorer tests' run over chat transcripts (tests/explorer_runs.py), built once."""
+    """The explorer tests' run over chat transcripts (tests/support/explorer_runs.py), built once."""
     return transcript_run(tmp_path_factory.getbasetemp())
 
 

@@ -24,7 +24,7 @@ only, without the prefill. ``ChatRequest.json_schema`` is sent as ``response_for
 when ``structured_output`` is on; if the server rejects that with HTTP 400 the back-end falls back
 to ``json_object`` and then to the schema stated in the prompt, for the rest of its life.
 
-    >>> from scripted_server import ScriptedServer
+    >>> from support.scripted_server import ScriptedServer
     >>> with ScriptedServer() as srv:
     ...     be = OpenAIBackend("m", base_url=srv.base_url, progress=False)
     ...     req = ChatRequest(messages=[{"role": "user", "content": "hi"}])

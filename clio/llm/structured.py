@@ -8,7 +8,7 @@ cache key and is not served the same cached reply. An item that never validates 
 the last reason; nothing is ever guessed.
 
     >>> from pydantic import BaseModel
-    >>> from scripted_server import ScriptedServer
+    >>> from support.scripted_server import ScriptedServer
     >>> from bailclio.llm.openai_backend import OpenAIBackend
     >>> class Label(BaseModel):
     ...     name: str

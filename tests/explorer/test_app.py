@@ -1,0 +1,408 @@
+"""The explorer page driven through Streamlit's AppTest on a small real run of chat transcripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import polars as pl
+import pytest
+from streamlit.testing.v1 import AppTest
+from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run
+
+from bailclio.cli import main as cli_main
+from bailclio.explorer import ROOTS_ENV
+from bailclio.explorer import data as D
+from bailclio.rundir import load_run
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def _explorer_roots_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_app sets the page's allowed roots; they are put back after each test."""
+    monkeypatch.setenv(ROOTS_ENV, "")  # recorded, so whatever open_app sets is undone afterwards
+
+
+def open_app(root: Path) -> AppTest:
+    os.environ[ROOTS_ENV] = str(root)  # what `bailclio explore ROOT` gives the page
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.session_state["runs_root"] = str(root)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def go(at: AppTest, view: str) -> AppTest:
+    at.sidebar.radio(key="view").set_value(view).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> list[str]:
+    return [t.value for t in at.text]
+
+
+def button(at: AppTest, prefix: str):
+    return next(b for b in at.button if b.key and b.key.startswith(prefix))
+
+
+def test_taxonomy_view_shows_tree_with_sizes_and_sunburst(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    run = load_run(run_dir)
+    tops = sorted(run.taxonomy.roots, key=lambda n: -n.size)
+    labels = [e.label for e in at.expander]
+    assert len([lbl for lbl in labels if "%" in lbl]) == len(tops)
+    assert f"{tops[0].size:,} (" in labels[0]
+    tree_keys = {b.key for b in at.button if b.key and b.key.startswith("tree_")}
+    assert tree_keys == {f"tree_{n.id}" for n in run.taxonomy.nodes}
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["type"] == "sunburst"
+    assert sorted(spec["data"][0]["ids"]) == sorted(n.id for n in run.taxonomy.nodes)
+
+
+def test_run_picker_lists_every_run_with_manifest_info(run_dir: Path) -> None:
+    second = copy_run(run_dir, run_dir.parent / "r2")
+    at = open_app(run_dir.parent)
+    picker = at.sidebar.selectbox(key="run_path")
+    assert sorted(picker.options) != [] and len(picker.options) == 2
+    assert all("explorer-transcripts.jsonl" in o and "85 rows" in o for o in picker.options)
+    picker.set_value(str(second)).run()
+    assert not at.exception
+    assert at.session_state["run_path"] == str(second)
+
+
+def test_selecting_a_node_in_the_tree_opens_its_detail_and_members(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    run = load_run(run_dir)
+    leaf = max(run.taxonomy.leaves, key=lambda n: n.size)
+    at.button(key=f"tree_{leaf.id}").click().run()
+    assert at.session_state["node"] == leaf.id
+    assert at.session_state["view"] == "Node"
+    assert at.sidebar.selectbox(key="node").value == leaf.id
+    assert [m.value for m in at.metric][0] == f"{leaf.size:,}"
+    member_buttons = [b for b in at.button if b.key and b.key.startswith("member_open_")]
+    assert len(member_buttons) == min(leaf.size, 20)
+    assert leaf.description in texts(at)
+    # share by model and by bail method
+    frames = [df.value for df in at.dataframe]
+    by_model = next(f for f in frames if "model" in f.columns)
+    assert int(by_model["in_node"].sum()) == leaf.size
+    assert any("bail_method" in f.columns for f in frames)
+
+
+def test_member_list_is_paged(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    run = load_run(run_dir)
+    big = max(run.taxonomy.nodes, key=lambda n: n.size)
+    assert big.size > 20
+    at.sidebar.selectbox(key="node").set_value(big.id).run()
+    go(at, "Node")
+    first = {b.key for b in at.button if b.key.startswith("member_open_")}
+    at.number_input(key="member_page").set_value(2).run()
+    second = {b.key for b in at.button if b.key.startswith("member_open_")}
+    assert first and second and not first & second
+    assert len(first) == 20 and len(second) == min(big.size - 20, 20)
+
+
+def test_conversation_view_marks_bail_turn_and_shows_journal_facets_metadata(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    go(at, "Conversation")
+    at.text_input(key="conv").input("conv-003").run()
+    row = pl.read_parquet(run_dir / "conversations.parquet").filter(pl.col("conversation_id") == "conv-003")
+    turns = row["conversation"][0].to_list()
+    shown = texts(at)
+    for turn in turns:
+        assert turn["content"] in shown
+    assert [w.value for w in at.warning] == ["Bail turn: the model left the conversation here."]
+    assert row["journal"][0] in shown
+    assert row["facet_request"][0] in shown
+    meta = json.loads(at.json[0].value)
+    assert meta["model"] == row["model"][0] and meta["bail_method"] == row["bail_method"][0]
+    assert meta["category"] == row["category"][0]
+
+
+def test_hostile_markup_is_shown_literally_never_as_html(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    go(at, "Conversation")
+    at.text_input(key="conv").input(SCRIPT_ID).run()
+    assert SCRIPT_TEXT in texts(at)
+    assert "<b>journal</b> with <script>markup</script>" in texts(at)
+    for el in at.markdown:
+        assert "<script" not in el.value and "<img" not in el.value
+        assert not el.proto.allow_html
+    # node names and snippets in the map's hover text are escaped too
+    go(at, "Map")
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "<script" not in spec and "\\u003cscript" not in spec
+    assert "&lt;script&gt;" in spec
+
+
+def test_map_uses_webgl_mutes_outliers_and_colours_by_level(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    go(at, "Map")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    run = load_run(run_dir)
+    traces = spec["data"]
+    assert {t["type"] for t in traces} == {"scattergl"}
+    outl = [t for t in traces if t["name"] == "outliers"]
+    assert len(outl) == 1 and outl[0]["marker"]["opacity"] < 0.5
+    n_out = int(run.assignments["is_outlier"].sum())
+    assert len(outl[0]["text"]) == n_out
+    assert len(traces) - 1 == run.assignments.filter(~pl.col("is_outlier"))["top_id"].n_unique()
+    at.selectbox(key="map_level").set_value(run.taxonomy.depth - 1).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    leaves_with_inliers = run.assignments.filter(~pl.col("is_outlier"))["leaf_id"].n_unique()
+    assert len(spec["data"]) - 1 == leaves_with_inliers
+
+
+def test_map_downsamples_large_runs(run_dir: Path) -> None:
+    ex = D.prepare(load_run(run_dir))
+    pts, n = D.map_points(ex, 0, max_points=30)
+    assert n == ex.total and pts.height == 30
+    again, _ = D.map_points(ex, 0, max_points=30)
+    assert pts["_row"].to_list() == again["_row"].to_list()
+
+
+def test_search_finds_conversations_and_nodes_and_jumps(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    go(at, "Search")
+    at.text_input(key="q").input("DEEPFAKE").run()
+    conv = pl.read_parquet(run_dir / "conversations.parquet")
+    expected = conv.filter(pl.col("text").str.to_lowercase().str.contains("deepfake"))["conversation_id"]
+    header = next(s.value for s in at.subheader if s.value.startswith("Conversations"))
+    assert header == f"Conversations ({len(expected):,})"
+    opened = button(at, "search_open_")
+    cid = opened.key.removeprefix("search_open_")
+    assert cid in expected.to_list()
+    opened.click().run()
+    assert at.session_state["view"] == "Conversation" and at.session_state["conv"] == cid
+    # a node name hit jumps to the node
+    go(at, "Search")
+    run = load_run(run_dir)
+    leaf = run.taxonomy.leaves[0]
+    at.text_input(key="q").input(leaf.name.split(",")[-1].strip()).run()
+    at.button(key=f"search_node_{leaf.id}").click().run()
+    assert at.session_state["node"] == leaf.id and at.session_state["view"] == "Node"
+
+
+@pytest.mark.parametrize(
+    ("widget", "value", "predicate"),
+    [
+        ("f_models", ["model-b"], pl.col("model") == "model-b"),
+        ("f_methods", ["tool", "string"], pl.col("bail_method").is_in(["tool", "string"])),
+        ("f_outliers", "only", pl.col("is_outlier")),
+        ("f_outliers", "exclude", ~pl.col("is_outlier")),
+    ],
+)
+def test_filters_restrict_search_results(run_dir: Path, widget: str, value, predicate) -> None:
+    at = open_app(run_dir)
+    go(at, "Search")
+    w = at.sidebar.radio(key=widget) if widget == "f_outliers" else at.sidebar.multiselect(key=widget)
+    w.set_value(value).run()
+    ex = D.prepare(load_run(run_dir))
+    n = ex.frame.filter(predicate).height
+    assert 0 < n < ex.total
+    assert f"Conversations ({n:,})" in [s.value for s in at.subheader]
+
+
+def test_top_category_and_label_column_filters(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    go(at, "Search")
+    ex = D.prepare(load_run(run_dir))
+    top = ex.taxonomy.roots[0].id
+    at.sidebar.multiselect(key="f_tops").set_value([top]).run()
+    at.sidebar.selectbox(key="f_label_col").set_value("category").run()
+    at.sidebar.multiselect(key="f_label_category").set_value(["Jailbreak"]).run()
+    n = ex.frame.filter((pl.col("lvl0") == top) & (pl.col("category") == "Jailbreak")).height
+    assert f"Conversations ({n:,})" in [s.value for s in at.subheader]
+    assert set(ex.label_columns) == {"category"}
+
+
+def test_compare_shows_shares_and_categories_that_vanish(run_dir: Path) -> None:
+    from bailclio.taxonomy.curation import merge_nodes
+
+    other = copy_run(run_dir, run_dir.parent / "r2")
+    run = load_run(other)
+    pair = next(p for p in run.taxonomy.nodes if len(run.taxonomy.children(p.id)) >= 2)
+    kids = run.taxonomy.children(pair.id)
+    merge_nodes(run, kids[1].id, kids[0].id)
+    at = open_app(run_dir.parent)
+    at.sidebar.selectbox(key="run_path").set_value(str(run_dir)).run()
+    go(at, "Compare")
+    at.selectbox(key="cmp_pick").set_value(str(other)).run()
+    at.selectbox(key="cmp_level").set_value(kids[0].level).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["status"]) >= {"stable", "vanished", "grew"}
+    vanished = table.filter(pl.col("status") == "vanished") if isinstance(table, pl.DataFrame) else None
+    if vanished is None:
+        vanished = table[table["status"] == "vanished"]
+    assert kids[1].id in list(vanished["a_id"])
+    same = table[table["status"] == "stable"] if not isinstance(table, pl.DataFrame) else table
+    assert all(v > 0.99 for v in list(same["centroid_similarity"]) if v == v)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["type"] for t in spec["data"]] == ["bar", "bar"]
+
+
+def _curate_app(run_dir: Path, node_id: str) -> AppTest:
+    at = open_app(run_dir)
+    at.sidebar.selectbox(key="node").set_value(node_id).run()
+    return go(at, "Curate")
+
+
+def _submit(at: AppTest, label: str) -> None:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_curate_rename_and_describe_persist_and_apply_on_load(run_dir: Path) -> None:
+    leaf = load_run(run_dir).taxonomy.leaves[0]
+    raw_taxonomy = (run_dir / "taxonomy.json").read_bytes()
+    at = _curate_app(run_dir, leaf.id)
+    at.text_input(key=f"cur_name_{leaf.id}").input("Hand-named <b>leaf</b>")
+    _submit(at, "Rename")
+    at.text_area(key=f"cur_desc_{leaf.id}").input("A curated description.")
+    _submit(at, "Save description")
+    edits = json.loads((run_dir / "curation.json").read_text())["edits"]
+    assert [(e["op"], e["node_id"]) for e in edits] == [("rename", leaf.id), ("describe", leaf.id)]
+    assert (run_dir / "taxonomy.json").read_bytes() == raw_taxonomy
+    node = load_run(run_dir).taxonomy.by_id[leaf.id]
+    assert (node.name, node.description) == ("Hand-named <b>leaf</b>", "A curated description.")
+    fresh = open_app(run_dir)
+    assert any("Hand\\-named \\<b\\>leaf\\</b\\>" in b.label for b in fresh.button)
+    assert [s.value for s in at.success][-1].startswith("Saved: describe")
+
+
+def test_curate_merge_and_move_update_tree_and_assignments(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    tax = run.taxonomy
+    leaf_level = tax.depth - 1
+    parent = next(
+        p for p in tax.nodes if len(tax.children(p.id)) >= 2 and tax.children(p.id)[0].level == leaf_level
+    )
+    target, source = tax.children(parent.id)[:2]
+    at = _curate_app(run_dir, target.id)
+    at.selectbox(key=f"cur_merge_{target.id}").set_value(source.id)
+    _submit(at, "Merge")
+    merged = load_run(run_dir)
+    assert source.id not in merged.taxonomy.by_id
+    assert merged.taxonomy.by_id[target.id].size == target.size + source.size
+    assert (merged.assignments["leaf_id"] == source.id).sum() == 0
+    assert at.session_state["node"] == target.id
+    # move the merged leaf under another node of its parent's level
+    new_parent = next(n for n in merged.taxonomy.level(leaf_level - 1) if n.id != parent.id)
+    at.selectbox(key=f"cur_parent_{target.id}").set_value(new_parent.id)
+    _submit(at, "Move")
+    moved = load_run(run_dir)
+    rows = moved.assignments.filter(pl.col("leaf_id") == target.id)
+    assert rows.height == target.size + source.size
+    expected = (*[n.id for n in moved.taxonomy.path(new_parent.id)], target.id)
+    assert {tuple(p) for p in rows["path"].to_list()} == {expected}
+    assert set(rows["top_id"]) == {expected[0]}
+    assert sum(n.size for n in moved.taxonomy.roots) == moved.assignments.height
+    # undo brings the move back
+    _submit(at, "Undo last edit")
+    undone = load_run(run_dir)
+    assert undone.taxonomy.by_id[target.id].parent_id == parent.id
+
+
+def test_curate_merge_of_non_siblings_is_refused_with_a_message(run_dir: Path) -> None:
+    from bailclio.taxonomy.curation import CurationError, merge_nodes
+
+    run = load_run(run_dir)
+    a, b = next(
+        (x, y) for x in run.taxonomy.leaves for y in run.taxonomy.leaves if x.parent_id != y.parent_id
+    )
+    with pytest.raises(CurationError, match="only siblings"):
+        merge_nodes(run, a.id, b.id)
+    assert not (run_dir / "curation.json").exists()
+
+
+def test_downloads_offer_taxonomy_and_labels_with_curation(run_dir: Path) -> None:
+    from bailclio.taxonomy.curation import rename_node
+
+    leaf = load_run(run_dir).taxonomy.leaves[0]
+    rename_node(load_run(run_dir), leaf.id, "Renamed leaf")
+    at = go(open_app(run_dir), "Downloads")
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert labels == ["Taxonomy (JSON) (curated)", "Labels (CSV) (curated)", "Labels (Parquet) (curated)"]
+    run = load_run(run_dir)
+    tax = json.loads(D.taxonomy_json(run))
+    assert next(n for n in tax["nodes"] if n["id"] == leaf.id)["name"] == "Renamed leaf"
+    import io
+
+    csv = pl.read_csv(io.BytesIO(D.labels_csv(run)))
+    assert csv.height == run.assignments.height
+    depth = run.taxonomy.depth
+    between = [f"level_{d}_{k}" for d in range(1, depth - 1) for k in ("id", "name")]
+    assert csv.columns[: 2 * depth + 2] == [
+        "conversation_id",
+        "top_id",
+        "top_name",
+        *between,
+        "leaf_id",
+        "leaf_name",
+        "is_outlier",
+    ]
+    assert {"model", "bail_method", "journal", "category", "conversation"} <= set(csv.columns)
+    assert set(csv.filter(pl.col("leaf_id") == leaf.id)["leaf_name"]) == {"Renamed leaf"}
+    pq = pl.read_parquet(io.BytesIO(D.labels_parquet(run)))
+    assert pq.height == csv.height and pq["conversation"].dtype != pl.String
+
+
+def test_broken_or_missing_run_shows_an_error_not_a_traceback(run_dir: Path, tmp_path: Path) -> None:
+    at = open_app(tmp_path / "nowhere")
+    assert "no such run directory" in at.error[0].value
+    (run_dir / "manifest.json").write_text("{not json")
+    at = open_app(run_dir)
+    assert "invalid JSON" in at.error[0].value and "manifest.json" in at.error[0].value
+    (run_dir / "manifest.json").unlink()
+    at = open_app(run_dir.parent)
+    assert "no bailclio run directories" in at.error[0].value
+
+
+def test_bad_curation_log_shows_an_error(run_dir: Path) -> None:
+    (run_dir / "curation.json").write_text(
+        json.dumps({"edits": [{"op": "merge", "source": "L0", "target": "T0"}]})
+    )
+    at = open_app(run_dir)
+    assert "curation.json: edit 0 (merge)" in at.error[0].value
+
+
+def test_explore_command_serves_the_app_on_localhost(run_dir: Path) -> None:
+    assert cli_main(["explore", str(run_dir / "missing")]) == 2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bailclio.cli", "explore", str(run_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    body = r.read()
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert body == b"ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    with socket.socket() as s:  # the server went away with the command
+        assert s.connect_ex(("127.0.0.1", port)) != 0

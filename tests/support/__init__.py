@@ -1,0 +1,1 @@
+"""Shared test helpers: scripted servers, fixed runs, model drivers (on pytest's pythonpath)."""
