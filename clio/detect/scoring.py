@@ -165,7 +165,7 @@ def called_bail_tool(tool_call_names: Iterable[str], text: str) -> bool:
 # ---------------------------------------------------------------- prompt method: logprobs
 
 
-def _gpt2_bytes_to_unicode() -> dict[int, str]:
+def gpt2_bytes_to_unicode() -> dict[int, str]:
     printable = (
         list(range(ord("!"), ord("~") + 1))
         + list(range(ord("¡"), ord("¬") + 1))
@@ -183,7 +183,7 @@ def _gpt2_bytes_to_unicode() -> dict[int, str]:
 
 @lru_cache(maxsize=1)
 def _gpt2_decoder() -> dict[str, int]:
-    return {c: b for b, c in _gpt2_bytes_to_unicode().items()}
+    return {c: b for b, c in gpt2_bytes_to_unicode().items()}
 
 
 _HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")

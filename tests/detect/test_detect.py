@@ -144,9 +144,9 @@ def test_bail_tool_decision(names: list[str], text: str, bailed: bool) -> None:
 
 
 def _gpt2(s: str) -> str:
-    from bailclio.detect.scoring import _gpt2_bytes_to_unicode
+    from bailclio.detect.scoring import gpt2_bytes_to_unicode
 
-    table = _gpt2_bytes_to_unicode()
+    table = gpt2_bytes_to_unicode()
     return "".join(table[b] for b in s.encode("utf-8"))
 
 
