@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_options(p)
     add_raw_option(p)
     add_progress_option(p)
-    g = add_llm_options(p, "LLM classification (see README: LLM)")
+    g = add_llm_options(p, "LLM classification (see docs/llm-stage.md)")
     add_config_option(g, "TOML config file whose [llm] section is used")
     g.add_argument(
         "--shortlist", type=int, default=6, metavar="N", help="leaves offered to the LLM per row (default 6)"

@@ -44,9 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="input file: .jsonl .json .parquet .csv .tsv")
+    p.add_argument("input", nargs="?", help="input file: .jsonl .json .parquet .csv .tsv")
+    p.add_argument(
+        "--example",
+        action="store_true",
+        help="use the packaged 300-row BailBench sample as INPUT (bailclio.datasets)",
+    )
     add_out_option(p, "run directory (default: runs/<input>-<time>)")
-    add_config_option(p, "TOML config file (see README: Configuration)")
+    add_config_option(p, "TOML config file (see docs/configuration.md)")
     add_input_options(p, limit=True)
     p.add_argument("--seed", type=int, help="random seed (default 42)")
     p.add_argument("--embedding-model", help="sentence-transformers model name or local folder")
@@ -55,9 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--levels", type=int, help="number of taxonomy levels, leaves included (default from leaves)"
     )
-    g = add_llm_options(p, "LLM stage (facet summaries and names; see README: LLM)")
+    g = add_llm_options(p, "LLM stage (facet summaries and names; see docs/llm-stage.md)")
     g.add_argument("--facet", help="facet whose summaries are clustered (default: from the input)")
-    s = p.add_argument_group("scale (fit on a sample, place the rest; see README: Scaling)")
+    s = p.add_argument_group("scale (fit on a sample, place the rest; see docs/scaling.md)")
     s.add_argument("--sample", type=int, help="fit on N rows when the input has more (default 20000; 0: all)")
     s.add_argument("--stratify", help="column whose values keep their share in the sample, e.g. model")
     s.add_argument("--chunk-rows", type=int, help="rows placed per chunk (default 10000)")
@@ -100,11 +105,24 @@ def _clustered_on(llm: dict) -> str:
     return "clustered on the rendered text"
 
 
+def resolve_input(args: argparse.Namespace) -> None:
+    """``--example`` stands for the packaged sample; exactly one of INPUT and ``--example``."""
+    if args.example and args.input:
+        raise UserError("give INPUT or --example, not both")
+    if args.example:
+        from bailclio.datasets import bailbench_sample_path
+
+        args.input = str(bailbench_sample_path())
+    elif not args.input:
+        raise UserError("INPUT is required (or --example for the packaged BailBench sample)")
+
+
 def main(args: argparse.Namespace) -> int:
     from bailclio.pipeline import run
     from bailclio.rundir import Run
     from bailclio.tree import print_summary, print_tree
 
+    resolve_input(args)
     cfg = config_from_args(args)
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")

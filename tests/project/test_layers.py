@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.stats",
             "bailclio.provenance",
             "bailclio.config",
+            "bailclio.datasets",
             "bailclio.taxonomy",
             "bailclio.taxonomy.model",
             "bailclio.taxonomy.edits",
