@@ -1,8 +1,14 @@
-"""Small statistics shared by detection and taxonomy comparison."""
+"""Small statistics shared by detection and taxonomy comparison: Wilson intervals, tests of
+k x 2 tables, Benjamini-Hochberg correction."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 Z95 = 1.959963984540054
 
@@ -12,6 +18,8 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
     >>> [round(x, 4) for x in wilson_interval(5, 100)]
     [0.0215, 0.1118]
+    >>> wilson_interval(0, 98)[0], wilson_interval(7, 7)[1]
+    (0.0, 1.0)
     """
     if n <= 0:
         return 0.0, 1.0
@@ -19,4 +27,66 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if k <= 0 else max(0.0, centre - half)  # exact ends where rounding would leave a crumb
+    hi = 1.0 if k >= n else min(1.0, centre + half)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class TableTest:
+    """A test of independence on a k x 2 table: its p-value and which test gave it."""
+
+    p: float
+    method: str  # "chi-square", "fisher-exact", "fisher-monte-carlo" or "none" (nothing to test)
+
+
+MIN_EXPECTED = 5.0  # the chi-square approximation is used when every expected count reaches this
+MONTE_CARLO_RESAMPLES = 9999
+
+
+def k_by_2_test(table: Any, *, seed: int = 0) -> TableTest:
+    """Whether the rows of a k x 2 table of counts (one row per group: [in, out]) differ.
+
+    Chi-square (no continuity correction) when every expected count is at least 5; otherwise
+    Fisher's exact test for two groups, and for more groups the Fisher statistic with a
+    Monte-Carlo p-value (9,999 tables with the observed margins, seeded, so reproducible).
+    Groups with no rows are left out; a table where one column or all but one row is empty has
+    nothing to test (p = 1).
+
+    >>> k_by_2_test([[30, 70], [60, 40]]).method
+    'chi-square'
+    >>> round(k_by_2_test([[3, 7], [0, 10]]).p, 4), k_by_2_test([[3, 7], [0, 10]]).method
+    (0.2105, 'fisher-exact')
+    >>> k_by_2_test([[0, 10], [0, 12]])
+    TableTest(p=1.0, method='none')
+    """
+    from scipy import stats
+
+    t = np.asarray(table, dtype=np.int64)
+    if t.ndim != 2 or t.shape[1] != 2 or (t < 0).any():
+        raise ValueError(f"expected a k x 2 table of non-negative counts, got shape {t.shape}")
+    t = t[t.sum(axis=1) > 0]
+    if len(t) < 2 or (t.sum(axis=0) == 0).any():
+        return TableTest(1.0, "none")
+    expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / t.sum()
+    if expected.min() >= MIN_EXPECTED:
+        res = stats.chi2_contingency(t, correction=False)
+        return TableTest(float(res.pvalue), "chi-square")
+    if len(t) == 2:
+        return TableTest(float(stats.fisher_exact(t).pvalue), "fisher-exact")
+    method = stats.MonteCarloMethod(n_resamples=MONTE_CARLO_RESAMPLES, rng=np.random.default_rng(seed))
+    return TableTest(float(stats.fisher_exact(t, method=method).pvalue), "fisher-monte-carlo")
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the order given: a test is significant
+    at false discovery rate ``a`` when its q is at most ``a``.
+
+    >>> [round(q, 3) for q in benjamini_hochberg([0.01, 0.04, 0.03, 0.5])]
+    [0.04, 0.053, 0.053, 0.5]
+    """
+    if len(pvalues) == 0:
+        return []
+    from scipy import stats
+
+    return [float(q) for q in stats.false_discovery_control(np.asarray(pvalues, dtype=float), method="bh")]

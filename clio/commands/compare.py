@@ -1,0 +1,54 @@
+"""``bailclio compare RUNDIR --by COLUMN``: each node's share of every group, with intervals, and
+which nodes the groups differ on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bailclio.commands.options import add_raw_option
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare groups of rows (model, source, ...) on one taxonomy, node by node",
+        description=(
+            "For every node at --level and every group of --by (a column of the run's input, e.g. "
+            "model, source, bail_method, refused): the group's rows in the node, their share of the "
+            "group and its 95%% Wilson interval; per node a chi-square test of the groups x in/out "
+            "table (Fisher's exact test when counts are small), p-values adjusted across the "
+            "level's nodes by Benjamini-Hochberg; q <= 0.05 is marked significant."
+        ),
+    )
+    p.add_argument("rundir")
+    p.add_argument("--by", required=True, metavar="COLUMN", help="the column whose values are the groups")
+    p.add_argument("--level", type=int, default=0, help="taxonomy level to compare (default 0 = top)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="FILE.png", help="each node's share per group with its interval")
+    add_raw_option(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from bailclio.errors import UserError
+    from bailclio.rundir import load_run
+    from bailclio.taxonomy.compare import compare_groups, format_table, plot
+
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise UserError(f"--plot {args.plot}: give a .png file")
+    run = load_run(args.rundir, curated=not args.raw)
+    result = compare_groups(run, args.by, args.level)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        print()
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        print(format_table(result))
+    if args.plot:
+        plot(result, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0

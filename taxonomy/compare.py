@@ -1,0 +1,262 @@
+"""Compare groups of rows on one taxonomy: each node's share of every group, with its interval,
+and whether the groups differ there.
+
+For a grouping column (``model``, ``source``, ``bail_method``, ``refused``, ...) and a level of the
+taxonomy, every node gets, per group: ``n`` (the group's rows in the node), ``share`` (``n`` over
+the group's rows) and ``ci95`` (95% Wilson interval of the share). Per node, a test of the k x 2
+table (groups x in/out of the node, :func:`bailclio.stats.k_by_2_test`: chi-square, or Fisher's
+exact test when counts are small) gives ``p``; ``q`` is ``p`` adjusted by Benjamini-Hochberg
+across the level's nodes, and ``significant`` is ``q <= 0.05``. Rows whose value in the column is
+missing belong to no group; how many there were is reported (``missing``), never hidden.
+
+Example::
+
+    >>> from bailclio.rundir import load_run                          # doctest: +SKIP
+    >>> result = compare_groups(load_run("runs/models"), "model", level=0)  # doctest: +SKIP
+    >>> result.to_json()["nodes"][0]["significant"]                    # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from bailclio.errors import UserError
+from bailclio.stats import benjamini_hochberg, k_by_2_test, wilson_interval
+from bailclio.taxonomy.model import level_label
+
+if TYPE_CHECKING:
+    from bailclio.rundir import Run
+
+ALPHA = 0.05
+MAX_GROUPS = 50  # a column with more distinct values is not a grouping column
+MISSING = None
+
+
+@dataclass
+class GroupShare:
+    n: int
+    total: int
+    share: float
+    ci95: tuple[float, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "share": round(self.share, 6), "ci95": [round(x, 6) for x in self.ci95]}
+
+
+@dataclass
+class NodeComparison:
+    id: str
+    name: str
+    level: int
+    groups: dict[str, GroupShare]
+    p: float
+    q: float
+    significant: bool
+    test: str  # which test gave p (bailclio.stats.TableTest.method)
+    stability: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "level": self.level,
+            "groups": {g: s.to_json() for g, s in self.groups.items()},
+            "p": self.p,
+            "q": self.q,
+            "significant": self.significant,
+        }
+
+
+@dataclass
+class CompareResult:
+    by: str
+    level: int
+    groups: list[str]
+    group_sizes: dict[str, int]
+    nodes: list[NodeComparison]
+    depth: int
+    missing: int = 0  # rows with no value in the column (in no group)
+    alpha: float = ALPHA
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"by", "level", "groups", "nodes": [{"id", "name", "level", "groups": {g: {"n",
+        "share", "ci95"}}, "p", "q", "significant"}]}``."""
+        return {
+            "by": self.by,
+            "level": self.level,
+            "groups": list(self.groups),
+            "nodes": [n.to_json() for n in self.nodes],
+        }
+
+    @property
+    def significant(self) -> list[NodeComparison]:
+        return [n for n in self.nodes if n.significant]
+
+    def node(self, node_id: str) -> NodeComparison:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+
+def group_label(value: Any) -> str:
+    """A column value as a group name: booleans as ``true`` / ``false``, the rest as text.
+
+    >>> [group_label(True), group_label(3), group_label("gpt-4o")]
+    ['true', '3', 'gpt-4o']
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def group_values(run: Run, by: str) -> list[str | None]:
+    """Each assigned row's group under column ``by`` (``None`` where the value is missing), in
+    the order of the assignments table. Unknown or unusable columns are a :class:`UserError`."""
+    conv = run.conversations
+    if by not in conv.columns:
+        usable = [
+            c for c in conv.columns if c not in ("conversation_id", "text", "conversation", "source_line")
+        ]
+        hint = f" (columns: {', '.join(usable)})" if usable else " (the input kept no other columns)"
+        raise UserError(f"{run.path}: no column '{by}' in the run's conversations{hint}")
+    dtype = conv.schema[by]
+    if dtype.is_nested() or dtype == pl.Binary:
+        raise UserError(f"{run.path}: column '{by}' holds {dtype}, not group values")
+    ids = run.assignments["conversation_id"]
+    if conv.height == ids.len() and conv["conversation_id"].equals(ids):
+        column = conv[by]
+    else:
+        frame = pl.DataFrame({"conversation_id": ids})
+        column = frame.join(conv.select("conversation_id", by), on="conversation_id", how="left")[by]
+    return [None if v is None else group_label(v) for v in column.to_list()]
+
+
+def _check_groups(run: Run, by: str, values: list[str | None]) -> list[str]:
+    groups = sorted({v for v in values if v is not None})
+    if len(groups) > MAX_GROUPS:
+        raise UserError(
+            f"{run.path}: column '{by}' has {len(groups)} distinct values; compare needs a grouping "
+            f"column with at most {MAX_GROUPS}"
+        )
+    if len(groups) < 2:
+        only = f" (only '{groups[0]}')" if groups else " (every value is missing)"
+        raise UserError(f"{run.path}: column '{by}' has fewer than two groups{only}: nothing to compare")
+    return groups
+
+
+def compare_groups(
+    run: Run, by: str, level: int | None = None, *, alpha: float = ALPHA, seed: int = 0
+) -> CompareResult:
+    """Every node at ``level`` (default 0, the top) compared across the groups of column ``by``
+    (see the module docstring). ``seed`` fixes the Monte-Carlo p-values of small many-group tables."""
+    depth = run.taxonomy.depth
+    level = 0 if level is None else level
+    if not 0 <= level < max(depth, 1):
+        raise UserError(f"{run.path}: level {level} does not exist (levels 0..{depth - 1})")
+    values = group_values(run, by)
+    groups = _check_groups(run, by, values)
+    node_of_row = run.level_ids(level)
+    frame = pl.DataFrame(
+        {"node": node_of_row, "group": values}, schema={"node": pl.String, "group": pl.String}
+    )
+    missing = int(frame["group"].null_count())
+    frame = frame.drop_nulls("group")
+    totals = dict(frame.group_by("group").len().iter_rows())
+    counts = {(nd, g): int(c) for nd, g, c in frame.group_by("node", "group").len().iter_rows()}
+    nodes = sorted(run.taxonomy.level(level), key=lambda n: (-n.size, n.id))
+    rows: list[NodeComparison] = []
+    for node in nodes:
+        shares: dict[str, GroupShare] = {}
+        table = []
+        for g in groups:
+            k, total = counts.get((node.id, g), 0), int(totals[g])
+            shares[g] = GroupShare(k, total, k / total, wilson_interval(k, total))
+            table.append([k, total - k])
+        test = k_by_2_test(table, seed=seed)
+        stability = node.extra.get("stability")
+        rows.append(
+            NodeComparison(
+                node.id,
+                node.name,
+                level,
+                shares,
+                test.p,
+                1.0,
+                False,
+                test.method,
+                None if stability is None else float(stability),
+            )
+        )
+    for row, q in zip(rows, benjamini_hochberg([r.p for r in rows]), strict=True):
+        row.q = q
+        row.significant = q <= alpha
+    notes = []
+    if missing:
+        notes.append(f"{missing} rows have no value in '{by}' and belong to no group")
+    return CompareResult(
+        by, level, groups, {g: int(totals[g]) for g in groups}, rows, depth, missing, alpha, notes
+    )
+
+
+def format_table(result: CompareResult) -> str:
+    """The comparison as plain text: one line per node, each group's share and interval."""
+    groups = result.groups
+    width = max([6, *(len(n.id) for n in result.nodes)])
+    col = max(22, *(len(g) + 2 for g in groups))
+    label = level_label(result.level, result.depth) if result.depth > 0 else "top"
+    sizes = ", ".join(f"{g} {result.group_sizes[g]}" for g in groups)
+    lines = [
+        f"compare by '{result.by}' at level {result.level} ({label}): {len(result.nodes)} nodes; "
+        f"groups (rows): {sizes}",
+        f"{'id':<{width}}  " + "".join(f"{g:>{col}}" for g in groups) + f"  {'q':>8}  name",
+    ]
+    for n in result.nodes:
+        cells = ""
+        for g in groups:
+            s = n.groups[g]
+            lo, hi = s.ci95
+            cells += f"{f'{100 * s.share:.1f}% [{100 * lo:.1f}-{100 * hi:.1f}]':>{col}}"
+        mark = "*" if n.significant else " "
+        stab = "" if n.stability is None else f"  (stability {n.stability:.2f})"
+        lines.append(f"{n.id:<{width}}  {cells}  {n.q:8.3g}{mark} {n.name}{stab}")
+    lines.append(
+        f"share of each group's rows in the node [95% Wilson interval]; q: p of a chi-square / Fisher "
+        f"test across groups, Benjamini-Hochberg adjusted; * significant at {result.alpha:.0%} "
+        f"({len(result.significant)} of {len(result.nodes)} nodes)"
+    )
+    lines.extend(f"note: {note}" for note in result.notes)
+    return "\n".join(lines)
+
+
+def plot(result: CompareResult, path: Any) -> None:
+    """Each node's share per group with its 95% interval, significant nodes starred (PNG)."""
+    import matplotlib  # heavy: only when a plot is asked for
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nodes = result.nodes
+    k = len(result.groups)
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.35 * len(nodes) * max(1, k / 2) + 1.2)))
+    step = 0.8 / k
+    for j, g in enumerate(result.groups):
+        ys = [i + (j - (k - 1) / 2) * step for i in range(len(nodes))]
+        xs = [n.groups[g].share for n in nodes]
+        lo = [n.groups[g].share - n.groups[g].ci95[0] for n in nodes]
+        hi = [n.groups[g].ci95[1] - n.groups[g].share for n in nodes]
+        ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", ms=4, capsize=2, label=g)
+    labels = [f"{'* ' if n.significant else ''}{n.id} {n.name[:40]}" for n in nodes]
+    ax.set_yticks(range(len(nodes)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the group's rows (95% Wilson interval)")
+    ax.set_title(f"by {result.by}, level {result.level}; * significant (BH q <= {result.alpha})", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
