@@ -142,9 +142,11 @@ class LLMConfig(_Section):
     # A CPU server answering one request at a time takes minutes for a queued call.
     timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
-    # commands check the server before any work (GET /models, else a 1-token request)
+    # commands check the server before any work: a 1-token chat request must be answered with a
+    # JSON chat completion; a server answering 503 (loading its model) is waited for this long
     preflight: bool = True
     preflight_timeout_s: float = Field(default=15.0, gt=0)
+    preflight_wait_s: float = Field(default=60.0, ge=0)
     # circuit breaker: stop when this share of the last `breaker_window` attempts failed for
     # transport reasons (connection refused/reset, timeouts, 5xx); 0 turns it off
     breaker_window: int = Field(default=16, ge=0)

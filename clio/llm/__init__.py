@@ -71,10 +71,17 @@ def _openai(cfg: LLMConfig, path: str | Path | None, *, progress: bool = True) -
 
 
 def _openai_preflight(cfg: LLMConfig) -> None:
-    from bailclio.llm.openai_backend import preflight
+    from bailclio.llm.server_check import check_server
 
     assert cfg.model is not None
-    preflight(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, timeout_s=cfg.preflight_timeout_s)
+    check_server(
+        cfg.base_url,
+        cfg.model,
+        api_key_env=cfg.api_key_env,
+        timeout_s=cfg.preflight_timeout_s,
+        wait_s=cfg.preflight_wait_s,
+        max_tokens_param=cfg.max_tokens_param,
+    )
 
 
 # back-ends served over the network, checked before any work by :func:`preflight`
@@ -82,9 +89,11 @@ _PREFLIGHTS: dict[str, Callable[[LLMConfig], None]] = {"openai": _openai_preflig
 
 
 def preflight(llm_config: LLMConfig) -> None:
-    """Check that the configured back-end's server answers, before any work: raises
-    :class:`~bailclio.errors.LLMUnavailable` (one line naming the URL and the error) when it
-    does not. In-process back-ends (vllm, plugins) and ``llm.preflight = false`` are not checked."""
+    """Check that the configured back-end's server answers a chat request with a JSON chat
+    completion, before any work: raises :class:`~bailclio.errors.LLMUnavailable` (one line naming
+    the URL and the error) when it does not; waits up to ``llm.preflight_wait_s`` for a server
+    still loading its model (HTTP 503). In-process back-ends (vllm, plugins) and
+    ``llm.preflight = false`` are not checked."""
     cfg = llm_config
     if cfg.backend == "none" or not cfg.preflight or not cfg.model:
         return

@@ -11,8 +11,8 @@ A circuit breaker stops a run against a server that went away: when at least
 (connection refused or reset, timeouts, HTTP 5xx; not 429 or other answers), the calls in flight
 are cancelled, nothing more is sent, and :meth:`generate` raises
 :class:`~bailclio.errors.LLMUnavailable` naming the server, the failures and the cache that keeps
-every completed call (a rerun resumes from it). :func:`preflight` checks a server before any work:
-``GET /models`` (the model listed), else one tiny chat request.
+every completed call (a rerun resumes from it). Before any work, the commands check the server
+with :func:`bailclio.llm.server_check.check_server`.
 
 A per-run budget (``max_calls`` HTTP calls, ``max_total_tokens`` prompt+completion tokens) stops
 cleanly: calls in flight finish and are cached, items not started get ``error="budget"``. Because
@@ -40,7 +40,6 @@ import concurrent.futures
 import contextlib
 import email.utils
 import json
-import logging
 import math
 import os
 import random
@@ -465,80 +464,6 @@ class OpenAIBackend(BackendStats):
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             prompt_logprobs=_prompt_logprobs(getattr(resp, "model_extra", None) or {}),
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    """A transport error in a few words: the innermost cause's message (e.g. Connection refused)."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        nxt = exc.__cause__ or exc.__context__
-        assert nxt is not None
-        exc = nxt
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-def preflight(
-    base_url: str | None,
-    model: str,
-    *,
-    api_key: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    timeout_s: float = 10.0,
-) -> None:
-    """Check that an OpenAI-compatible server answers before any work: ``GET {base_url}/models``
-    (a model missing from its list is a warning: some servers serve any name), or where the
-    server has no such route, one tiny chat request (1 token). Raises
-    :class:`~bailclio.errors.LLMUnavailable` with one line naming the URL and the error for an
-    unreachable server, a timeout, a 5xx, refused credentials or an unknown model."""
-    import httpx
-
-    url = (base_url or "https://api.openai.com/v1").rstrip("/")
-    key = api_key or os.environ.get(api_key_env) or "EMPTY"
-    headers = {"Authorization": f"Bearer {key}"}
-
-    def ask(method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            return httpx.request(method, url + path, headers=headers, timeout=timeout_s, **kw)
-        except httpx.TimeoutException as exc:
-            raise LLMUnavailable(
-                f"LLM server {url}: no answer to {method} {path} within {timeout_s:g} s "
-                f"({_describe(exc)}); is it running and reachable?"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise LLMUnavailable(
-                f"LLM server {url}: {method} {path} failed: {_describe(exc)}; is it running and reachable?"
-            ) from exc
-
-    def fail_on(r: httpx.Response, what: str) -> None:
-        if r.status_code in (401, 403):
-            raise LLMUnavailable(
-                f"LLM server {url}: {what} refused with HTTP {r.status_code} "
-                f"(check the key in ${api_key_env})"
-            )
-        if r.status_code >= 500:
-            raise LLMUnavailable(f"LLM server {url}: {what} answered HTTP {r.status_code}: {r.text[:160]!r}")
-
-    r = ask("GET", "/models")
-    fail_on(r, "GET /models")
-    if r.status_code == 200:
-        try:
-            listed = [str(m.get("id")) for m in r.json().get("data", []) if isinstance(m, dict)]
-        except (ValueError, AttributeError):
-            listed = None
-        if listed is not None:
-            if listed and model not in listed:
-                logging.getLogger("bailclio").warning(
-                    f"[bailclio] warning: model {model!r} is not among the models {url} lists "
-                    f"({', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''})"
-                )
-            return
-    body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
-    r = ask("POST", "/chat/completions", json=body)
-    fail_on(r, "a 1-token chat request")
-    if r.status_code == 404:
-        raise LLMUnavailable(
-            f"LLM server {url}: a 1-token request for model {model!r} answered HTTP 404: {r.text[:160]!r}"
         )
 
 

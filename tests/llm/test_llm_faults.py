@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 from support.llm_stage_model import analyst, make_rows, write_rows
-from support.scripted_server import Reply, ScriptedServer, SilentServer, closed_port
+from support.scripted_server import Reply, ScriptedServer
 
 from bailclio.cli import main as cli_main
 from bailclio.errors import LLMUnavailable
 from bailclio.llm.base import ChatRequest
 from bailclio.llm.cache import LLMCache
-from bailclio.llm.openai_backend import OpenAIBackend, preflight
+from bailclio.llm.openai_backend import OpenAIBackend
 
 pytestmark = pytest.mark.timeout(240)
 MODEL = "scripted-model"
@@ -66,70 +66,6 @@ def requests(n: int) -> list[ChatRequest]:
     return [
         ChatRequest(messages=[{"role": "user", "content": f"question {i}"}], max_tokens=8) for i in range(n)
     ]
-
-
-# --------------------------------------------------------------------------- preflight
-
-
-def test_closed_port_is_one_line_exit_3_before_any_work_and_the_good_run_stays(
-    llm_input: Path, good_run: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    dest, before = good_run
-    url = f"http://127.0.0.1:{closed_port()}/v1"
-    t0 = time.monotonic()
-    code, out, err = run_cli(
-        [str(llm_input), "--out", str(dest), "--force", "--llm", "openai", "--base-url", url, "--model", "m"],
-        capsys,
-    )
-    assert code == 3
-    assert len(err.strip().splitlines()) == 1, err
-    assert url in err and "refused" in err.lower()
-    assert time.monotonic() - t0 < 30  # no retries per row: one check, then out
-    assert snapshot(dest) == before
-    assert not [p for p in dest.parent.iterdir() if p.name.startswith(".good.")]
-
-
-def test_hung_server_times_out_in_the_preflight_with_exit_3(
-    llm_input: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with SilentServer() as srv:
-        cfg = toml(tmp_path / "c.toml", preflight_timeout_s=1.0)
-        code, _, err = run_cli(
-            [str(llm_input), "--out", str(tmp_path / "r"), "--llm", "openai", "--base-url", srv.base_url,
-             "--model", "m"],
-            capsys,
-            config=cfg,
-        )  # fmt: skip
-    assert code == 3
-    assert srv.base_url in err and "no answer" in err and "within 1 s" in err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "r").exists()
-
-
-def no_such_model(body: dict[str, Any]) -> Reply | None:
-    if body.get("model") != MODEL:
-        return Reply(status=404, error_message=f"model {body.get('model')} does not exist")
-    return None
-
-
-def test_preflight_lists_the_models_and_warns_about_one_not_listed(caplog: pytest.LogCaptureFixture) -> None:
-    with ScriptedServer(handler=no_such_model, model=MODEL) as srv:
-        preflight(srv.base_url, MODEL, timeout_s=5)
-        assert srv.requests == [] and "not among" not in caplog.text  # listed: no chat request
-        preflight(srv.base_url, "other", timeout_s=5)
-        assert "'other' is not among the models" in caplog.text and MODEL in caplog.text
-        assert srv.requests == []
-
-
-def test_without_a_models_route_one_tiny_request_checks_the_model_and_the_server() -> None:
-    with ScriptedServer(handler=no_such_model, model=MODEL, serves_models=False) as srv:
-        preflight(srv.base_url, MODEL, timeout_s=5)
-        assert len(srv.requests) == 1 and srv.requests[0]["max_tokens"] == 1
-        with pytest.raises(LLMUnavailable, match="model 'other' answered HTTP 404"):
-            preflight(srv.base_url, "other", timeout_s=5)
-        srv.handler = lambda body: Reply(status=503)
-        with pytest.raises(LLMUnavailable, match=r"1-token chat request answered HTTP 503"):
-            preflight(srv.base_url, MODEL, timeout_s=5)
 
 
 # --------------------------------------------------------------------------- circuit breaker

@@ -57,6 +57,15 @@ server dies like a killed process (stops listening, so new connections are refus
 every open connection without answering); :func:`closed_port` gives a port nothing listens on;
 :class:`SilentServer` accepts connections and never answers (a hung server).
 
+The preflight check (a chat request with the header ``X-Bailclio-Preflight: 1``) is recorded in
+``srv.preflights``, not in ``requests``; it does not consume the queue nor reach the handler: it
+gets ``srv.preflight_reply`` (a :class:`Reply`, or a function of the body returning one or None)
+when set, else the default reply. ``ScriptedServer(strict_model=True)``
+answers a chat request for another model than its own with 404, like vLLM. Whole-server states, on
+every route: ``srv.html = True`` answers everything with an HTML page and status 200 (a web server
+or proxy at the URL); ``srv.loading(seconds)`` answers 503 "Loading model" for that long, like
+llama.cpp and vLLM while they load (``srv.refused_while_loading`` counts those requests).
+
 ``ScriptedServer(serves_models=False)`` answers ``GET /v1/models`` with 404, like servers without
 that route. ``ScriptedServer(supports_logprobs=False)`` ignores ``logprobs`` (``"logprobs": null``), like
 servers and APIs without them. ``ScriptedServer(supports_json_schema=False)`` answers
@@ -196,6 +205,7 @@ class ScriptedServer:
         supports_logprobs: bool = True,
         supports_prompt_logprobs: bool = True,
         serves_models: bool = True,
+        strict_model: bool = False,
         port: int = 0,
     ) -> None:
         self.handler = handler
@@ -205,6 +215,12 @@ class ScriptedServer:
         self.supports_logprobs = supports_logprobs
         self.supports_prompt_logprobs = supports_prompt_logprobs
         self.serves_models = serves_models
+        self.strict_model = strict_model
+        self.html = False
+        self.preflight_reply: Reply | Handler | None = None
+        self.preflights: list[dict[str, Any]] = []
+        self.refused_while_loading = 0
+        self._loading_until = 0.0
         self._vocab: dict[bytes, int] = {}
         self.port = port
         self.requests: list[dict[str, Any]] = []
@@ -237,6 +253,10 @@ class ScriptedServer:
         self.requests.clear()
         self._queue.clear()
         self.max_in_flight = self.in_flight
+
+    def loading(self, seconds: float) -> None:
+        """Answer every request with 503 "Loading model" for the next ``seconds``."""
+        self._loading_until = time.monotonic() + seconds
 
     def die_after(self, n: int) -> None:
         """After ``n`` more chat requests, die: stop listening and drop every connection."""
@@ -339,7 +359,7 @@ class ScriptedServer:
                     headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0") or 0)
                 raw = await reader.readexactly(length) if length else b""
-                keep = await self._dispatch(method, path, raw, writer)
+                keep = await self._dispatch(method, path, raw, writer, headers)
                 if not keep or headers.get("connection", "").lower() == "close":
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -358,10 +378,11 @@ class ScriptedServer:
         *,
         raw: str | None = None,
         truncate: bool = False,
+        content_type: str = "application/json",
     ) -> bool:
         body = (raw if raw is not None else json.dumps(payload)).encode("utf-8")
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-        head += ["content-type: application/json", f"content-length: {len(body)}"]
+        head += [f"content-type: {content_type}", f"content-length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in (extra_headers or {}).items()]
         if truncate:
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body[: len(body) // 2])
@@ -372,10 +393,19 @@ class ScriptedServer:
         await writer.drain()
         return True
 
-    async def _dispatch(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _dispatch(
+        self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter, headers: dict[str, str]
+    ) -> bool:
         if self.dead:
             writer.transport.abort()
             return False
+        if self.html:
+            return await self._send(
+                writer, 200, None, raw=_HTML_PAGE, content_type="text/html; charset=utf-8"
+            )
+        if time.monotonic() < self._loading_until:
+            self.refused_while_loading += 1
+            return await self._send(writer, 503, _error("Loading model", 503))
         if path.rstrip("/") in ("/v1/models", "/models") and self.serves_models:
             if method != "GET":
                 return await self._send(writer, 405, _error("method not allowed", 405))
@@ -391,18 +421,33 @@ class ScriptedServer:
                 raise ValueError("body is not a JSON object")
         except ValueError as exc:
             return await self._send(writer, 400, _error(f"invalid JSON body: {exc}", 400))
+        if self.strict_model and body.get("model") != self.model:
+            return await self._send(
+                writer, 404, _error(f"The model `{body.get('model')}` does not exist.", 404)
+            )
+        if headers.get("x-bailclio-preflight"):
+            self.preflights.append(body)
+            scripted = self.preflight_reply
+            reply = scripted(body) if callable(scripted) else scripted
+            if isinstance(reply, str):
+                reply = Reply(text=reply)
+            return await self._answer(writer, body, reply or self._default_reply(body))
         self.requests.append(body)
         if self._die_at is not None and len(self.requests) > self._die_at:
             self._die()
             writer.transport.abort()
             return False
+        return await self._answer(writer, body, None)
+
+    async def _answer(self, writer: asyncio.StreamWriter, body: dict[str, Any], reply: Reply | None) -> bool:
+        """Answer one chat request with ``reply``, or the one the script chooses."""
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             problem = self._validate(body)
             if problem:  # rejected up front, like a real server; the script is not consulted
                 return await self._send(writer, 400, _error(problem, 400))
-            reply = self._choose(body)
+            reply = reply or self._choose(body)
             delay = (self.latency_ms + reply.delay_ms) / 1000.0
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -440,6 +485,10 @@ class ScriptedServer:
                 return Reply(text=out)
             if out is not None:
                 return out
+        return self._default_reply(body)
+
+    @staticmethod
+    def _default_reply(body: dict[str, Any]) -> Reply:
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema") or {}
@@ -597,11 +646,15 @@ def prompt_pieces(body: dict[str, Any]) -> list[bytes]:
     return pieces
 
 
+_HTML_PAGE = "<!DOCTYPE html><html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
+
+
 def _error(message: str, status: int) -> dict[str, Any]:
     kind = {
         400: "invalid_request_error",
         404: "not_found",
         429: "rate_limit_error",
+        503: "unavailable_error",
     }.get(status, "server_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
 
