@@ -44,7 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", nargs="?", help="input file: .jsonl .json .parquet .csv .tsv")
+    p.add_argument(
+        "input",
+        nargs="*",
+        help=(
+            "input file (.jsonl .json .parquet .csv .tsv) or `bailclio detect` output folder; several "
+            "give one taxonomy over their union, each row's input named in a 'source' column and its "
+            "id prefixed '<source>:' (see docs/compare.md)"
+        ),
+    )
     p.add_argument(
         "--example",
         action="store_true",
@@ -112,7 +120,7 @@ def resolve_input(args: argparse.Namespace) -> None:
     if args.example:
         from bailclio.datasets import bailbench_sample_path
 
-        args.input = str(bailbench_sample_path())
+        args.input = [str(bailbench_sample_path())]
     elif not args.input:
         raise UserError("INPUT is required (or --example for the packaged BailBench sample)")
 
@@ -126,12 +134,14 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
-    out = args.out or f"runs/{Path(args.input).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    first = Path(args.input[0])
+    more = f"-and-{len(args.input) - 1}-more" if len(args.input) > 1 else ""
+    out = args.out or f"runs/{first.stem}{more}-{datetime.now():%Y%m%d-%H%M%S}"
+    from bailclio.pipeline import input_files
     from bailclio.rundir import check_out_dir
 
     check_out_dir(out, args.force)
-    if not Path(args.input).exists():
-        raise UserError(f"{args.input}: no such file")
+    inputs = input_files(args.input)  # a missing file, a folder that is no detect output: one line
     if cfg.llm.backend != "none":
         try:
             cfg.cluster_facet()  # config mistakes are reported before the server is asked
@@ -140,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
         from bailclio.llm import preflight
 
         preflight(cfg.llm)  # an unreachable LLM server is an error before any work
-    result = run(args.input, out, cfg, force=args.force, progress=not args.quiet)
+    result = run(inputs, out, cfg, force=args.force, progress=not args.quiet)
     # the tree needs the taxonomy and the row count, not the conversations' texts
     run = Run(result.path, result.manifest, pl.DataFrame(), result.assignments, result.taxonomy)
     print_tree(run, depth=2, file=sys.stdout)
