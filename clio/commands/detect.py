@@ -80,7 +80,33 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="flag the two known false-bail patterns on bails.parquet with an LLM judge",
     )
-    p.add_argument("--judge-model", help="model for --flag-false-bails (default: --model)")
+    p.add_argument(
+        "--judge-model", help="model for --flag-false-bails and --refusal judge (default: --model)"
+    )
+    p.add_argument(
+        "--refusal",
+        choices=("lexical", "classifier", "judge", "none"),
+        default="lexical",
+        help=(
+            "how each scored reply's P(refuse) is measured: refusal phrases (default, no model), "
+            "a Hugging Face classifier (--refusal-model), the LLM judge, or not at all"
+        ),
+    )
+    p.add_argument(
+        "--refusal-model",
+        metavar="PATH_OR_NAME",
+        help="sequence-classification model for --refusal classifier (e.g. NousResearch/Minos-v1)",
+    )
+    p.add_argument("--refusal-threshold", type=float, default=0.5, help="refused when P(refuse) > this")
+    p.add_argument("--refusal-batch-size", type=int, default=16, help="classifier batch size")
+    p.add_argument(
+        "--prefix",
+        metavar="FILE",
+        help=(
+            "JSON list (or JSONL) of user/assistant messages put before every conversation, "
+            "after its system prompt (e.g. a jailbreak and a model reply)"
+        ),
+    )
     p.set_defaults(func=run)
 
 
@@ -117,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
         reply_max_tokens=config.llm.max_tokens,
         reply_temperature=config.llm.temperature,
         seed=config.seed,
+        refusal=args.refusal,
+        refusal_model=args.refusal_model,
+        refusal_threshold=args.refusal_threshold,
+        refusal_batch_size=args.refusal_batch_size,
+        prefix=args.prefix,
     )
     out = Path(args.out) if args.out else Path(f"detect-{src.stem}")
     summary = run_detect(
@@ -142,6 +173,12 @@ def run(args: argparse.Namespace) -> int:
     if summary.get("false_bails"):
         fb = summary["false_bails"]
         print(f"false bails flagged: {fb['false_bails']} of {fb['judged']}")
+    ref = summary.get("refusal") or {}
+    if ref.get("method") not in (None, "none"):
+        print(
+            f"refusal ({ref['method']}): {ref['replies_scored']} replies scored, "
+            f"{ref['failures']} could not be scored"
+        )
     if summary.get("budget_exhausted"):
         print("budget exhausted: rows not run are marked error='budget'", file=sys.stderr)
     print(f"wrote {out}/detections.parquet, {out}/bails.parquet, {out}/summary.json")

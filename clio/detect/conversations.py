@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from bailclio.detect import scoring
+from bailclio.errors import UserError
 
 CHAT_ROLES = ("system", "user", "assistant")
 
@@ -25,6 +28,16 @@ class Conversation:
     turns: list[Turn]
     columns: dict[str, Any]  # preserved input columns
     dropped_messages: int = 0
+    fixed: list[dict[str, str]] = field(default_factory=list)  # --prefix messages
+
+    def opening(self, with_fixed: bool = True) -> list[dict[str, str]]:
+        """The messages before the first user turn: the leading system messages, then the
+        ``--prefix`` messages (when ``with_fixed``), then the rest of the prefix."""
+        lead = 0
+        while lead < len(self.prefix) and self.prefix[lead]["role"] == "system":
+            lead += 1
+        fixed = self.fixed if with_fixed else []
+        return [*self.prefix[:lead], *fixed, *self.prefix[lead:]]
 
     def scored(self, which: str) -> list[int]:
         if not self.turns:
@@ -82,3 +95,42 @@ class Cell:
     reply_raw: str | None = None
     context_error: str | None = None  # a reply to an earlier turn failed (regenerate)
     reply_error: str | None = None  # the reply the prompt method scores failed
+
+
+PREFIX_ROLES = ("user", "assistant")
+
+
+def read_prefix(path: str | Path) -> list[dict[str, str]]:
+    """The ``--prefix`` messages: a JSON list of ``{"role", "content"}`` objects (or an object
+    with a ``messages`` list), or JSONL with one message per line; roles user and assistant.
+
+    A conversation's own system prompt stays first; these messages follow it.
+    """
+    src = Path(path)
+    if not src.is_file():
+        raise UserError(f"--prefix {src}: no such file")
+    try:
+        text = src.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--prefix {src}: cannot read ({exc})") from exc
+    try:
+        if src.suffix.lower() == ".jsonl":
+            data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--prefix {src}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    if isinstance(data, dict):
+        data = data.get("messages")
+    if not isinstance(data, list) or not data:
+        raise UserError(f"--prefix {src}: expected a non-empty list of messages")
+    out = []
+    for i, m in enumerate(data, 1):
+        role = m.get("role") if isinstance(m, dict) else None
+        content = m.get("content") if isinstance(m, dict) else None
+        if role not in PREFIX_ROLES:
+            raise UserError(f"--prefix {src}: message {i}: role must be user or assistant, got {role!r}")
+        if not isinstance(content, str) or not content.strip():
+            raise UserError(f"--prefix {src}: message {i}: content must be non-empty text")
+        out.append({"role": role, "content": content})
+    return out

@@ -111,9 +111,12 @@ class Detector(PromptScoring):
         raw = res.text
         return [{"role": "assistant", "content": visible(raw), "raw": raw}]
 
-    def _context(self, c: Conversation, k: int, chain: list[Any]) -> list[dict[str, str]]:
-        """Messages up to and including user turn k, with the chain's replies before it."""
-        msgs = list(c.prefix)
+    def _context(
+        self, c: Conversation, k: int, chain: list[Any], with_fixed: bool = True
+    ) -> list[dict[str, str]]:
+        """Messages up to and including user turn k, with the chain's replies before it (and the
+        ``--prefix`` messages after the system prompt, unless ``with_fixed`` is False)."""
+        msgs = c.opening(with_fixed)
         for j in range(k):
             msgs.append(c.turns[j].user)
             msgs.extend(clean(chain[j]))
@@ -309,7 +312,8 @@ class Detector(PromptScoring):
                 continue
             first = bailed[0]
             row = rows[first]
-            ctx = self._context(cell.conv, cell.k, chains[cell.conv.cid])
+            # the transcript leaves out the --prefix messages: the same for every row (summary.json)
+            ctx = self._context(cell.conv, cell.k, chains[cell.conv.cid], with_fixed=False)
             if first == "prompt":
                 transcript = ctx + clean(cell.reply_msgs or [])
             else:

@@ -11,6 +11,7 @@ from bailclio.errors import UserError
 METHODS = ("prompt", "string", "tool")
 # When a turn bails by several methods, bails.parquet names the first of these.
 METHOD_PRIORITY = ("prompt", "tool", "string")
+REFUSAL_METHODS = ("lexical", "classifier", "judge", "none")
 
 
 @dataclass
@@ -32,6 +33,11 @@ class DetectOptions:
     reply_temperature: float = 0.0
     sample_temperature: float = 1.0
     seed: int = 42
+    refusal: Literal["lexical", "classifier", "judge", "none"] = "lexical"
+    refusal_model: str | None = None
+    refusal_threshold: float = 0.5
+    refusal_batch_size: int = 16
+    prefix: str | None = None  # a file of messages put before every conversation
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -52,5 +58,11 @@ class DetectOptions:
             raise UserError(f"--scoring: expected auto, logprobs, samples or sequence, got {self.scoring!r}")
         if not 0.0 <= self.threshold < 1.0:
             raise UserError(f"--threshold: must be in [0, 1), got {self.threshold}")
+        if self.refusal not in REFUSAL_METHODS:
+            raise UserError(f"--refusal: expected {', '.join(REFUSAL_METHODS)}, got {self.refusal!r}")
+        if self.refusal == "classifier" and not self.refusal_model:
+            raise UserError("--refusal classifier needs --refusal-model PATH_OR_NAME")
+        if not 0.0 <= self.refusal_threshold < 1.0:
+            raise UserError(f"--refusal-threshold: must be in [0, 1), got {self.refusal_threshold}")
         if self.model_label is None:
             self.model_label = protocol.default_model_label(self.model)

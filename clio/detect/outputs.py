@@ -6,8 +6,9 @@ from typing import Any
 
 import polars as pl
 
-from bailclio.detect import protocol, scoring
+from bailclio.detect import protocol
 from bailclio.detect.options import METHODS
+from bailclio.stats import wilson_interval
 
 DETECTION_SCHEMA: dict[str, Any] = {
     "conversation_id": pl.String,
@@ -16,6 +17,8 @@ DETECTION_SCHEMA: dict[str, Any] = {
     "order": pl.String,
     "p_bail": pl.Float64,
     "bailed": pl.Boolean,
+    "p_refuse": pl.Float64,
+    "refused": pl.Boolean,
     "journal": pl.String,
     "reply": pl.String,
     "response": pl.String,
@@ -43,6 +46,8 @@ def bails_frame(bails: list[dict[str, Any]]) -> pl.DataFrame:
                 "bail_turn": [],
                 "bail_probability": [],
                 "journal": [],
+                "p_refuse": [],
+                "refused": [],
             },
             schema={
                 "conversation_id": pl.String,
@@ -52,6 +57,8 @@ def bails_frame(bails: list[dict[str, Any]]) -> pl.DataFrame:
                 "bail_turn": pl.Int64,
                 "bail_probability": pl.Float64,
                 "journal": pl.String,
+                "p_refuse": pl.Float64,
+                "refused": pl.Boolean,
             },
         )
     first = [
@@ -65,6 +72,8 @@ def bails_frame(bails: list[dict[str, Any]]) -> pl.DataFrame:
         "user_turn",
         "bail_probability",
         "journal",
+        "p_refuse",
+        "refused",
     ]
     cols = first + [c for b in bails for c in b if c not in first]
     cols = list(dict.fromkeys(cols))
@@ -81,17 +90,43 @@ def bails_frame(bails: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
+def count_entry(count: int, n: int) -> dict[str, Any]:
+    """``{"n", "count", "rate", "ci95"}`` with the Wilson 95% interval."""
+    lo, hi = wilson_interval(count, n)
+    return {"n": n, "count": count, "rate": (count / n) if n else None, "ci95": [round(lo, 6), round(hi, 6)]}
+
+
+def refusal_entries(ok: pl.DataFrame) -> dict[str, Any]:
+    """The study's three rates over scored rows whose reply has a refusal verdict: ``refusal``,
+    ``no_refusal_bail`` (bailed and did not refuse) and ``refusal_without_bail``; None each when
+    no reply was classified (``--refusal none``)."""
+    names = ("refusal", "no_refusal_bail", "refusal_without_bail")
+    if "refused" not in ok.columns:
+        return dict.fromkeys(names)
+    judged = ok.filter(pl.col("refused").is_not_null() & pl.col("bailed").is_not_null())
+    n = judged.height
+    if n == 0:
+        return dict.fromkeys(names)
+    refused, bailed = judged["refused"], judged["bailed"]
+    return {
+        "refusal": count_entry(int(refused.sum()), n),
+        "no_refusal_bail": count_entry(int((bailed & ~refused).sum()), n),
+        "refusal_without_bail": count_entry(int((refused & ~bailed).sum()), n),
+    }
+
+
 def rate_entry(frame: pl.DataFrame) -> dict[str, Any]:
     ok = frame.filter(pl.col("error").is_null())
     n = ok.height
     k = int(ok["bailed"].sum() or 0) if n else 0
-    lo, hi = scoring.wilson_interval(k, n)
+    lo, hi = wilson_interval(k, n)
     return {
         "n": n,
         "bails": k,
         "rate": (k / n) if n else None,
         "ci95": [round(lo, 6), round(hi, 6)],
         "errors": frame.height - n,
+        **refusal_entries(ok),
     }
 
 
@@ -111,14 +146,23 @@ def method_rates(det: pl.DataFrame) -> dict[str, Any]:
 
 
 def rates_table(rates: dict[str, Any]) -> str:
-    """A plain text table of bail rates with 95% Wilson intervals."""
+    """A plain text table of bail rates with 95% Wilson intervals, and the refusal rate and
+    no-refusal bail rate where replies were classified."""
     head = f"{'method':<22}{'n':>7}{'bails':>7}{'rate':>9}  {'95% CI':<18}{'errors':>7}"
+    refusals = any((e.get("refusal") is not None) for e in rates.values())
+    if refusals:
+        head += f"  {'refusal':>8}  {'no-refusal bail':>15}"
     lines = [head, "-" * len(head)]
 
+    def pct(e: dict[str, Any] | None) -> str:
+        return "-" if e is None or e["rate"] is None else f"{100 * e['rate']:.2f}%"
+
     def line(name: str, e: dict[str, Any]) -> str:
-        rate = "-" if e["rate"] is None else f"{100 * e['rate']:.2f}%"
         ci = f"[{100 * e['ci95'][0]:.2f}, {100 * e['ci95'][1]:.2f}]%"
-        return f"{name:<22}{e['n']:>7}{e['bails']:>7}{rate:>9}  {ci:<18}{e['errors']:>7}"
+        text = f"{name:<22}{e['n']:>7}{e['bails']:>7}{pct(e):>9}  {ci:<18}{e['errors']:>7}"
+        if refusals:
+            text += f"  {pct(e.get('refusal')):>8}  {pct(e.get('no_refusal_bail')):>15}"
+        return text
 
     for method, e in rates.items():
         lines.append(line(method, e))

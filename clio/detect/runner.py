@@ -75,7 +75,8 @@ import polars as pl
 
 from bailclio import atomic, rundir
 from bailclio.config import Config
-from bailclio.detect.conversations import Conversation, conversations_from_frame
+from bailclio.detect import refusal
+from bailclio.detect.conversations import Conversation, conversations_from_frame, read_prefix
 from bailclio.detect.detector import Detector
 from bailclio.detect.false_bails import flag_false_bails
 from bailclio.detect.options import METHOD_PRIORITY, METHODS, DetectOptions
@@ -121,14 +122,19 @@ class Measured:
     det_frame: pl.DataFrame
     bail_frame: pl.DataFrame
     false_bails: dict[str, Any] | None
+    refusal: dict[str, Any]
     stats: dict[str, Any]
     judge_stats: dict[str, Any] | None
     budget: bool
 
 
-def load_conversations(src: Path, out: Path, config: Config) -> Loaded:
+def load_conversations(
+    src: Path, out: Path, config: Config, prefix: list[dict[str, str]] | None = None
+) -> Loaded:
     """Read the input; rows without a user turn are rejects. Nothing to score is an input error
-    (rejects.jsonl is written unless a previous detect's outputs are in ``out``)."""
+    (rejects.jsonl is written unless a previous detect's outputs are in ``out``). ``prefix``
+    messages go before every conversation (after its system prompt)."""
+    prefix = prefix or []
     from bailclio.ingest import read_input
 
     t0 = time.perf_counter()
@@ -147,6 +153,8 @@ def load_conversations(src: Path, out: Path, config: Config) -> Loaded:
             line = c.columns.get("input_line")
             rejects.append({"line": line, "field": "conversation", "reason": "no user turn to score"})
     convs = [c for c in convs if c.turns]
+    for c in convs:
+        c.fixed = list(prefix)
     ing.rejects = rejects
     if not convs:
         if not (out / rundir.DETECT_SUMMARY).exists():  # a previous detect's outputs stay whole
@@ -180,21 +188,41 @@ def measure(
     judge = None
     convs = loaded.convs
     try:
+        classifier = None
+        if options.refusal == "classifier":  # a model that cannot load fails before any call
+            classifier = refusal.RefusalClassifier(
+                str(options.refusal_model), batch_size=options.refusal_batch_size
+            )
+        uses_judge = options.refusal == "judge" or options.flag_false_bails
+        if uses_judge and judge_model and judge_model != options.model:
+            judge = make_backend(
+                llm.model_copy(update={"model": judge_model}),
+                out / rundir.LLM_CACHE,
+                progress=progress,
+            )
         det = Detector(backend, options, log=say)
         say(
             f"detect: {len(convs)} conversations, methods {','.join(options.methods)}, "
-            f"turns {options.turns}, replies {options.replies}"
+            f"turns {options.turns}, replies {options.replies}, refusal {options.refusal}"
         )
         rows, bails = det.run(convs)
+        users = {(c.cid, k + 1): c.turns[k].user["content"] for c in convs for k in range(len(c.turns))}
+        refusal_info = refusal.annotate(
+            rows,
+            bails,
+            users,
+            options.refusal,
+            options.refusal_threshold,
+            classifier=classifier,
+            judge=judge or backend,
+        )
+        refusal_info["judge_model"] = (judge_model or options.model) if options.refusal == "judge" else None
+        det.timings["refusal_s"] = refusal_info["seconds"]
+        if refusal_info["requests"]:
+            det.requests["refusal_judge"] = refusal_info["requests"]
         false_bails = None
         if options.flag_false_bails and bails:
             t1 = time.perf_counter()
-            if judge_model and judge_model != options.model:
-                judge = make_backend(
-                    llm.model_copy(update={"model": judge_model}),
-                    out / rundir.LLM_CACHE,
-                    progress=progress,
-                )
             false_bails = flag_false_bails(judge or backend, bails)
             false_bails["model"] = judge_model or options.model
             det.requests["judge"] = false_bails["requests"]
@@ -204,6 +232,7 @@ def measure(
             det_frame=detections_frame(rows),
             bail_frame=bails_frame(bails),
             false_bails=false_bails,
+            refusal=refusal_info,
             stats=backend.stats(),
             judge_stats=judge.stats() if judge is not None else None,
             budget=backend.budget_exhausted,
@@ -253,6 +282,7 @@ def build_summary(
         },
         "budget_exhausted": m.budget,
         "false_bails": m.false_bails,
+        "refusal": m.refusal,
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.__dict__.items()},
         "method_priority": list(METHOD_PRIORITY),
         "config": config.model_dump(mode="json"),
@@ -305,7 +335,8 @@ def run_detect(
     started = time.time()
     t0 = time.perf_counter()
     out = Path(out_dir)
-    loaded = load_conversations(Path(input_path), out, config)
+    prefix = read_prefix(options.prefix) if options.prefix else []
+    loaded = load_conversations(Path(input_path), out, config, prefix)
     llm = config.llm.model_copy(update={"model": options.model})
     m = measure(
         loaded,
@@ -319,6 +350,11 @@ def run_detect(
     )
     cache = str(llm.cache_path or (out / rundir.LLM_CACHE))
     summary = build_summary(loaded, m, config, options, cache)
+    summary["prefix"] = (
+        {"path": str(options.prefix), "sha256": file_sha256(Path(options.prefix)), "messages": len(prefix)}
+        if options.prefix
+        else None
+    )
     summary["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     summary["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -58,6 +58,7 @@ def test_bails_from_detect_become_a_taxonomy(tmp_path: Path) -> None:
     assert run.manifest["input"]["shape"] == "conversation"
     conv = run.conversations
     assert {"model", "bail_method", "bail_probability", "category_hint"} <= set(conv.columns)
+    assert {"refused", "p_refuse"} <= set(conv.columns)  # the refusal axis reaches the run
     assert set(conv["bail_method"]) <= {"prompt", "tool"}
     # the rendered text leads with the user's request, not with the bail machinery
     assert all(t.startswith("User: ") for t in conv["text"])

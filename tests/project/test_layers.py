@@ -70,6 +70,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.detect.prompt_method",
             "bailclio.detect.detector",
             "bailclio.detect.false_bails",
+            "bailclio.detect.refusal",
+            "bailclio.detect.refusal_lexical",
         ),
     ),
     ("rundir", ("bailclio.rundir",)),

@@ -11,7 +11,11 @@ markers in the user turns:
 * journal prefill: ``"I was asked to do something harmful.</journal>"``;
 * bail string in the system prompt: ``STRINGME`` -> ``SWITCHCONVERSATION`` in the reply,
   ``THINKSTRING`` -> the keyword only inside ``<think>``;
-* false-bail judge (``response_format``): flags ``translate`` and ``attach`` in the transcript;
+* ``REFUSEME`` in the last user turn: every reply to it opens with :data:`REFUSAL` (plain
+  replies, the bail-string reply, and the bail-tool reply as text beside the tool call);
+* refusal judge (``response_format`` named ``RefusalVerdict``): refused when the assistant reply
+  it is shown contains :data:`REFUSAL`;
+* false-bail judge (other ``response_format``): flags ``translate`` and ``attach`` in the transcript;
 * ``FAILME``: the bail-tool request gets HTTP 400 (a failed call); ``FAILREPLY`` in the last
   user turn: plain replies to it get HTTP 400;
 * bail tool offered: ``TOOLME`` -> a parsed tool call, ``RAWTOOL`` -> ``<tool_call>`` JSON in the
@@ -29,6 +33,7 @@ from bailclio.detect.protocol import BAIL_SYMBOL, CONTINUE_SYMBOL, JOURNAL_PREFI
 from support.scripted_server import Reply
 
 LOG = math.log
+REFUSAL = "I'm sorry, but I can't help with that."
 
 
 def _pieces(symbol: str) -> tuple[str, str]:
@@ -45,6 +50,10 @@ def _scored_users(body: dict[str, Any]) -> str:
 
 def simulated_model(body: dict[str, Any]) -> Reply:
     msgs = body["messages"]
+    if "RefusalVerdict" in json.dumps(body.get("response_format") or {}):
+        shown = str(msgs[-1].get("content"))
+        reply = shown.split("<assistant_reply>")[-1]
+        return Reply(text=json.dumps({"refused": REFUSAL in reply, "explanation": "scripted"}))
     if body.get("response_format"):  # the false-bail judge
         seen = "\n".join(str(m.get("content")) for m in msgs if m.get("role") == "user")
         return Reply(
@@ -93,9 +102,11 @@ def simulated_model(body: dict[str, Any]) -> Reply:
         )
     system = msgs[0].get("content", "") if msgs[0].get("role") == "system" else ""
     last_user = [m for m in msgs if m.get("role") == "user"][-1]["content"]
+    refuse = "REFUSEME" in last_user
+    opening = REFUSAL + " " if refuse else ""
     if body.get("tools"):
         if "TOOLME" in last_user:
-            return Reply(tool_calls=[{"name": TOOL_NAME, "arguments": {}}])
+            return Reply(tool_calls=[{"name": TOOL_NAME, "arguments": {}}], text=REFUSAL if refuse else None)
         if "RAWTOOL" in last_user:
             call = json.dumps({"name": TOOL_NAME, "arguments": {}})
             return Reply(text=f"<tool_call>{call}</tool_call>")
@@ -103,11 +114,13 @@ def simulated_model(body: dict[str, Any]) -> Reply:
             return Reply(text=f'<think><tool_call>{{"name": "{TOOL_NAME}"}}</tool_call></think>Sure.')
     if "SWITCHCONVERSATION" in system:
         if "STRINGME" in last_user:
-            return Reply(text="I would rather not continue. switchconversation")
+            return Reply(text=f"{opening}Noted, I will move on. switchconversation")
         if "THINKSTRING" in last_user:
             return Reply(text="<think>Should I say SWITCHCONVERSATION? No.</think>Here it is.")
     if "FAILREPLY" in last_user and not body.get("tools") and "SWITCHCONVERSATION" not in system:
         return Reply(status=400, error_message="scripted bad request")
+    if refuse:
+        return Reply(text=REFUSAL)
     return Reply(text=f"reply to: {last_user}")
 
 
