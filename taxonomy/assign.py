@@ -175,7 +175,18 @@ def transform(ref: Reference, X: np.ndarray) -> np.ndarray:
     return _normalise(X - ref.mean) if ref.mean is not None else _normalise(X)
 
 
-def _topk(Q: np.ndarray, R: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 2048):
+# cosine at or above which a reference row counts as the query itself (``exclude_identical``)
+IDENTICAL = 1.0 - 1e-5
+
+
+def _topk(
+    Q: np.ndarray,
+    R: np.ndarray,
+    k: int,
+    exclude_self: bool = False,
+    chunk: int = 2048,
+    exclude_identical: bool = False,
+):
     n = Q.shape[0]
     k = min(k, R.shape[0] - (1 if exclude_self else 0))
     idx = np.empty((n, k), dtype=np.int64)
@@ -185,6 +196,8 @@ def _topk(Q: np.ndarray, R: np.ndarray, k: int, exclude_self: bool = False, chun
         if exclude_self:
             rows = np.arange(S.shape[0])
             S[rows, s + rows] = -np.inf
+        if exclude_identical:
+            S[S >= IDENTICAL] = -np.inf
         part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         ps = np.take_along_axis(S, part, axis=1)
         order = np.argsort(-ps, axis=1, kind="stable")
@@ -250,15 +263,18 @@ def place(
     k: int = DEFAULT_K,
     quantile: float = DEFAULT_QUANTILE,
     threshold: float | None = None,
+    exclude_identical: bool = False,
 ) -> Placement:
     """Place new vectors ``Q`` (already in the run's space, see :func:`transform`); a given
-    ``threshold`` (from :func:`calibrate`) saves calibrating again for every batch."""
+    ``threshold`` (from :func:`calibrate`) saves calibrating again for every batch.
+    ``exclude_identical`` leaves out reference rows identical to the row placed, so that a run's
+    own rows are placed as if they were new (as ``calibrate`` measures them)."""
     if method not in METHODS:
         raise UserError(f"unknown placement method '{method}' (use {', '.join(METHODS)})")
     if threshold is None:
         threshold = calibrate(ref, method, k, quantile)
     n = Q.shape[0]
-    idx, sim = _topk(Q, ref.vectors, k)
+    idx, sim = _topk(Q, ref.vectors, k, exclude_identical=exclude_identical)
     w = np.clip(sim, 1e-6, None)
     xy = (ref.xy[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
     outlier_vote = (ref.is_outlier[idx] * w).sum(axis=1) / w.sum(axis=1)

@@ -1,43 +1,61 @@
-"""Compare two taxonomies: which categories match, how their shares moved, what is new or gone.
+"""Compare two runs: how the shares of situations moved, on one partition, beyond run-to-run noise.
 
-Each side is a run directory, or an assign output file (``bailclio assign RUNDIR NEW`` writes
-``RUNDIR/assign-<NEW>.parquet``): the side's taxonomy is then that run's, and its shares are
-counted over the assign file's rows (unassigned rows count as ``(unassigned)``). The run of an
-assign file is the one named in the Parquet file's metadata, else the run directory holding the
-file.
+Two taxonomies clustered independently never cut the data the same way, even on the same rows
+with another seed, so comparing each run's own node shares mistakes the partition moving for
+change. ``diff A B`` therefore compares both sides on **A's taxonomy**: A's rows and B's rows are
+placed in it by the same placement (:func:`bailclio.taxonomy.assign.place`, the code of ``assign``,
+each row placed as if new: a reference row identical to it is left out), and for every node of the
+chosen level (plus ``(unassigned)``, rows beyond the calibrated distance) the result gives both
+shares with 95% Wilson intervals, the change (B - A) with its 95% Newcombe interval, a two-sided
+Fisher exact test and its Benjamini-Hochberg q-value across the level's nodes; a node is
+``significant`` when q < 0.05. The same rows give the same placements, so two runs of the same data
+with different seeds show no change at all.
 
-Nodes of the chosen level are matched one-to-one (Hungarian algorithm) on a combined similarity:
-``0.8 * cosine(centroids) + 0.2 * jaccard(name words)``. Centroids are the mean embedding
-(``embeddings.npy``) of each node's rows, after removing the mean of both runs' vectors so the
-shared "request to an assistant" direction does not make every pair look alike. Pairs below the
-threshold (default 0.35) are not matches: those nodes are reported as only in A or only in B.
-Two sides built on the same run directory match node by node.
+The matching of B's own nodes to A's (:mod:`bailclio.taxonomy.matching`) is extra information:
+each matched pair shows its own-taxonomy shares and change, the change of A's node on the shared
+partition (``placed_change``) and ``partition_gap``, the part of the own-taxonomy change that is
+only the partition moving (B's own node's share minus the share of B's rows placed in A's node:
+the same rows, two partitions). A pair whose similarity is below ``uncertain_below`` is
+``uncertain``: reported, never called a change. A pair is ``significant`` only when it is certain,
+its A node changed significantly on the shared partition and its own change has the same sign.
 
-For each matched pair: the share of rows in A and in B with 95% Wilson intervals, the change
-(B - A) with its 95% Newcombe interval (hybrid Wilson score), and whether that interval excludes 0.
+Each side is a run directory (or a loaded :class:`~bailclio.rundir.Run`), or an assign output
+file (``bailclio assign RUNDIR NEW`` writes ``RUNDIR/assign-<NEW>.parquet``): its taxonomy is then
+its run's and its rows are the file's, already placed. An assign file of another run than A's has
+no vectors to place, so only the matching is reported for it.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+from scipy.stats import false_discovery_control, fisher_exact
 
-from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.stats import wilson_interval
+from bailclio.taxonomy.matching import DEFAULT_THRESHOLD, match_nodes, node_similarity, run_vectors
 
 if TYPE_CHECKING:
     from bailclio.rundir import Run
 
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "DiffResult",
+    "diff_runs",
+    "diff_sides",
+    "load_side",
+    "newcombe_interval",
+    "wilson_interval",
+]
+
 UNASSIGNED = "(unassigned)"
-CENTROID_WEIGHT = 0.8
-DEFAULT_THRESHOLD = 0.35
+UNCERTAIN_BELOW = 0.6  # a match less similar than this is reported as uncertain, not as a change
+ALPHA = 0.05  # Benjamini-Hochberg false discovery rate across the nodes of a level
 
 
 def newcombe_interval(k_a: int, n_a: int, k_b: int, n_b: int) -> tuple[float, float]:
@@ -50,22 +68,118 @@ def newcombe_interval(k_a: int, n_a: int, k_b: int, n_b: int) -> tuple[float, fl
 
 
 @dataclass
+class Share:
+    count: int
+    share: float
+    ci_low: float
+    ci_high: float
+
+    @classmethod
+    def of(cls, k: int, n: int) -> Share:
+        lo, hi = wilson_interval(k, n)
+        return cls(k, k / n if n else 0.0, lo, hi)
+
+
+@dataclass
+class NodeChange:
+    """One node of A's taxonomy with both sides' rows placed in it."""
+
+    id: str
+    name: str
+    a: Share
+    b: Share
+    change: float
+    change_ci_low: float
+    change_ci_high: float
+    p: float
+    q: float
+    significant: bool
+
+
+@dataclass
+class Match:
+    """A node of A matched with a node of B (each run's own taxonomy)."""
+
+    a_id: str
+    a_name: str
+    b_id: str
+    b_name: str
+    similarity: float
+    status: str  # "matched", or "uncertain" below ``uncertain_below``
+    a: Share
+    b: Share
+    change: float
+    change_ci_low: float
+    change_ci_high: float
+    placed_change: float | None
+    placed_q: float | None
+    partition_gap: float | None
+    significant: bool
+
+
+@dataclass
+class Unmatched:
+    id: str
+    name: str
+    count: int
+    share: float
+    ci_low: float
+    ci_high: float
+    best_similarity: float
+
+
+@dataclass
+class DiffResult:
+    a: dict[str, Any]
+    b: dict[str, Any]
+    level: int
+    threshold: float
+    uncertain_below: float
+    placement: dict[str, Any] | None  # how both sides were placed in A's taxonomy (None: not done)
+    nodes: list[NodeChange] | None
+    matched: list[Match]
+    only_in_a: list[Unmatched]
+    only_in_b: list[Unmatched]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def significant(self) -> list[NodeChange]:
+        return [n for n in self.nodes or [] if n.significant]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` shape (docs/diff.md)."""
+        return asdict(self) | {"significant_nodes": len(self.significant)}
+
+
+@dataclass
 class Side:
     source: str
     run: Run
-    counts: dict[str, int]  # node id (or UNASSIGNED) -> rows
-    n: int
+    leaves: list[str | None]  # each row's leaf in the run's own taxonomy
     is_assign_file: bool = False
-    centroids: dict[str, np.ndarray] = field(default_factory=dict)
+    vectors: np.ndarray | None = None  # row-aligned embeddings (run directories only)
+
+    @property
+    def n(self) -> int:
+        return len(self.leaves)
+
+    def counts(self, level: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for node in self.run.taxonomy.ids_at(level, self.leaves):
+            key = node if node is not None else UNASSIGNED
+            out[key] = out.get(key, 0) + 1
+        return out
 
 
-def load_side(path: str | Path, level: int, *, curated: bool = True) -> Side:
-    """A run directory or an assign output file, counted at ``level``."""
-    from bailclio.rundir import load_run
+def load_side(path: str | Path | Run, level: int, *, curated: bool = True) -> Side:
+    """A run directory, a loaded run or an assign output file, checked at ``level``."""
+    from bailclio.rundir import Run, load_run
     from bailclio.taxonomy.assign import read_output_run
 
-    p = Path(path)
-    if p.is_file():
+    if isinstance(path, Run):
+        side = Side(str(path.path), path, path.assignments["leaf_id"].to_list())
+    elif Path(path).is_file():
+        p = Path(path)
         run_dir = read_output_run(p)
         if run_dir is None:
             raise UserError(
@@ -80,279 +194,216 @@ def load_side(path: str | Path, level: int, *, curated: bool = True) -> Side:
         if "leaf_id" not in frame.columns:
             raise UserError(f"{p}: missing column 'leaf_id' (not an assign output)")
         leaves = frame["leaf_id"].cast(pl.String).to_list()
-        is_file = True
-    else:
-        run = load_run(p, curated=curated)
-        leaves = run.assignments["leaf_id"].to_list()
-        is_file = False
-    _check_level(run, level)
-    if is_file:
         unknown = sorted({lf for lf in leaves if lf is not None and lf not in run.taxonomy.by_id})
         if unknown:
             raise UserError(f"{p}: leaf_id '{unknown[0]}' is not a node of the run's taxonomy")
-        ids = run.taxonomy.ids_at(level, leaves)
+        side = Side(str(p), run, leaves, is_assign_file=True)
     else:
-        ids = run.level_ids(level)
-    counts: dict[str, int] = {}
-    for node in ids:
-        key = node if node is not None else UNASSIGNED
-        counts[key] = counts.get(key, 0) + 1
-    return Side(str(p), run, counts, len(leaves), is_file)
-
-
-def _check_level(run: Run, level: int) -> None:
-    depth = run.taxonomy.depth
+        run = load_run(path, curated=curated)
+        side = Side(str(path), run, run.assignments["leaf_id"].to_list())
+    depth = side.run.taxonomy.depth
     if not 0 <= level < depth:
-        raise UserError(f"{run.path}: level {level} does not exist (levels 0..{depth - 1})")
+        raise UserError(f"{side.run.path}: level {level} does not exist (levels 0..{depth - 1})")
+    return side
 
 
-def _run_vectors(run: Run) -> np.ndarray:
-    from bailclio import rundir
-
-    path = run.file(rundir.EMBEDDINGS)
-    if not path.exists():
-        raise UserError(f"{run.path}: {rundir.EMBEDDINGS} is missing; rerun `bailclio run` to rebuild it")
-    X = np.load(path).astype(np.float32)
-    if X.shape[0] != run.assignments.height:
-        raise UserError(f"{path}: {X.shape[0]} vectors for {run.assignments.height} conversations")
-    return X
+def _vectors(side: Side) -> np.ndarray:
+    if side.vectors is None:
+        side.vectors = run_vectors(side.run)
+    return side.vectors
 
 
-def _centroids(run: Run, X: np.ndarray, mean: np.ndarray, level: int) -> dict[str, np.ndarray]:
-    ids = np.array(run.level_ids(level), dtype=object)
-    Xc = X - mean
-    Xc /= np.maximum(np.linalg.norm(Xc, axis=1, keepdims=True), 1e-9)
-    out = {}
-    for node in sorted(set(ids.tolist())):
-        c = Xc[ids == node].mean(axis=0)
-        out[node] = c / max(float(np.linalg.norm(c)), 1e-9)
+def _same_run(a: Run, b: Run) -> bool:
+    return a.path.resolve() == b.path.resolve()
+
+
+def _model_key(run: Run) -> str | None:
+    return (run.manifest.get("embedding") or {}).get("model_key")
+
+
+def place_sides(a: Side, b: Side) -> tuple[list[str | None], list[str | None], dict[str, Any]] | None:
+    """Both sides' leaves in A's taxonomy (None where B's rows cannot be placed in it)."""
+    from bailclio.taxonomy.assign import DEFAULT_K, DEFAULT_QUANTILE, calibrate, place, reference, transform
+
+    if b.is_assign_file and not _same_run(b.run, a.run):
+        return None
+    if not b.is_assign_file and _model_key(a.run) != _model_key(b.run):
+        raise UserError(
+            f"{a.run.path} and {b.run.path} were embedded with different models "
+            f"('{_model_key(a.run)}' and '{_model_key(b.run)}'); their rows cannot share one taxonomy"
+        )
+    ref = reference(a.run, vectors=_vectors(a) if not a.is_assign_file else None)
+    threshold = calibrate(ref, "knn", DEFAULT_K, DEFAULT_QUANTILE)
+
+    def placed(side: Side) -> list[str | None]:
+        if side.is_assign_file:  # already placed in this run's taxonomy by assign
+            return side.leaves
+        Q = transform(ref, _vectors(side))
+        return place(ref, Q, k=DEFAULT_K, threshold=threshold, exclude_identical=True).leaf_ids
+
+    info = {
+        "taxonomy": str(a.run.path),
+        "method": "knn",
+        "k": DEFAULT_K,
+        "quantile": DEFAULT_QUANTILE,
+        "distance_threshold": threshold,
+    }
+    return placed(a), placed(b), info
+
+
+def node_changes(
+    a: Side, leaves_a: list, leaves_b: list, level: int, alpha: float = ALPHA
+) -> list[NodeChange]:
+    """Every node of A's ``level`` (and ``(unassigned)`` where rows are) on the shared partition."""
+    tax = a.run.taxonomy
+    ids_a, ids_b = tax.ids_at(level, leaves_a), tax.ids_at(level, leaves_b)
+    ca = _count([UNASSIGNED if x is None else x for x in ids_a])
+    cb = _count([UNASSIGNED if x is None else x for x in ids_b])
+    nodes = [n.id for n in tax.level(level)]
+    if UNASSIGNED in ca or UNASSIGNED in cb:
+        nodes.append(UNASSIGNED)
+    na, nb = len(leaves_a), len(leaves_b)
+    rows = []
+    for node in nodes:
+        ka, kb = ca.get(node, 0), cb.get(node, 0)
+        table = [[ka, na - ka], [kb, nb - kb]]
+        p = float(fisher_exact(table).pvalue) if ka + kb and na and nb else 1.0
+        rows.append((node, ka, kb, p))
+    qs = false_discovery_control([r[3] for r in rows], method="bh") if rows else []
+    out = []
+    for (node, ka, kb, p), q in zip(rows, qs, strict=True):
+        lo, hi = newcombe_interval(ka, na, kb, nb)
+        name = UNASSIGNED if node == UNASSIGNED else tax.by_id[node].name
+        change = (kb / nb if nb else 0.0) - (ka / na if na else 0.0)
+        q = float(min(q, 1.0))
+        out.append(
+            NodeChange(node, name, Share.of(ka, na), Share.of(kb, nb), change, lo, hi, p, q, q < alpha)
+        )
+    out.sort(key=lambda x: (-abs(x.change), x.id))
     return out
 
 
-def name_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2}
+def _count(ids: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in ids:
+        out[x] = out.get(x, 0) + 1
+    return out
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a | b else 0.0
+def _level_ids(side: Side, level: int, counts: dict[str, int]) -> list[str]:
+    return sorted(n.id for n in side.run.taxonomy.level(level) if n.id in counts or not side.is_assign_file)
 
 
-def _node_words(run: Run, node_id: str) -> set[str]:
-    node = run.taxonomy.by_id[node_id]
-    return name_words(node.name)
-
-
-def similarity(a: Side, b: Side, level: int) -> tuple[list[str], list[str], np.ndarray]:
-    """Node ids of A and B at ``level`` and their combined similarity matrix."""
-    a_ids = sorted(n.id for n in a.run.taxonomy.level(level) if n.id in a.counts or not a.is_assign_file)
-    b_ids = sorted(n.id for n in b.run.taxonomy.level(level) if n.id in b.counts or not b.is_assign_file)
-    return a_ids, b_ids, node_similarity(a.run, b.run, level, a_ids, b_ids).combined
-
-
-@dataclass
-class NodeSimilarity:
-    """Similarities of nodes ``a_ids`` (rows) and ``b_ids`` (columns): ``combined`` is what
-    matching uses, ``centroid`` the centred cosine, ``names`` the name-word overlap."""
-
-    combined: np.ndarray
-    centroid: np.ndarray
-    names: np.ndarray
-
-
-def node_similarity(run_a: Run, run_b: Run, level: int, a_ids: list[str], b_ids: list[str]) -> NodeSimilarity:
-    """The one node similarity of bailclio (``diff`` and the explorer's Compare):
-    ``0.8 * cosine(centred centroids) + 0.2 * jaccard(name words)``; a run with itself matches
-    node by node."""
-    shape = (len(a_ids), len(b_ids))
-    if run_a.path.resolve() == run_b.path.resolve():
-        same = np.array([[1.0 if x == y else 0.0 for y in b_ids] for x in a_ids], dtype=np.float64)
-        same = same.reshape(shape)
-        return NodeSimilarity(same, same.copy(), same.copy())
-    Xa, Xb = _run_vectors(run_a), _run_vectors(run_b)
-    if Xa.shape[1] != Xb.shape[1]:
-        raise UserError(
-            f"{run_a.path} and {run_b.path} were embedded with different models "
-            f"(dimensions {Xa.shape[1]} and {Xb.shape[1]}); their taxonomies cannot be matched"
+def diff_runs(
+    a: str | Path | Run | Side,
+    b: str | Path | Run | Side,
+    level: int = 0,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    uncertain_below: float = UNCERTAIN_BELOW,
+    curated: bool = True,
+) -> DiffResult:
+    """Compare run (or assign file) ``b`` with ``a`` at ``level`` (see the module docstring)."""
+    a = a if isinstance(a, Side) else load_side(a, level, curated=curated)
+    b = b if isinstance(b, Side) else load_side(b, level, curated=curated)
+    notes: list[str] = []
+    placed = place_sides(a, b)
+    nodes = None
+    if placed is None:
+        notes.append(
+            f"B is an assign file of another run ({b.run.path}) and has no vectors: only the matching "
+            "of the two taxonomies is reported; place B's input in A with `bailclio assign` to compare"
         )
-    mean = np.concatenate([Xa, Xb]).mean(axis=0)
-    ca, cb = _centroids(run_a, Xa, mean, level), _centroids(run_b, Xb, mean, level)
-    A = np.stack([ca[i] for i in a_ids]) if a_ids else np.zeros((0, Xa.shape[1]))
-    B = np.stack([cb[i] for i in b_ids]) if b_ids else np.zeros((0, Xb.shape[1]))
-    cos = (A @ B.T).astype(np.float64).reshape(shape)
-    words_a = [_node_words(run_a, i) for i in a_ids]
-    words_b = [_node_words(run_b, i) for i in b_ids]
-    names = np.array([[_jaccard(x, y) for y in words_b] for x in words_a], dtype=np.float64).reshape(shape)
-    return NodeSimilarity(CENTROID_WEIGHT * cos + (1 - CENTROID_WEIGHT) * names, cos, names)
+        info = None
+    else:
+        leaves_a, leaves_b, info = placed
+        nodes = node_changes(a, leaves_a, leaves_b, level)
+        info["a_unassigned"] = sum(x is None for x in leaves_a)
+        info["b_unassigned"] = sum(x is None for x in leaves_b)
+    matched, only_a, only_b = _matches(a, b, level, threshold, uncertain_below, nodes, placed)
+    return DiffResult(
+        a={"source": a.source, "run": str(a.run.path), "rows": a.n},
+        b={"source": b.source, "run": str(b.run.path), "rows": b.n},
+        level=level,
+        threshold=threshold,
+        uncertain_below=uncertain_below,
+        placement=info,
+        nodes=nodes,
+        matched=matched,
+        only_in_a=only_a,
+        only_in_b=only_b,
+        notes=notes,
+    )
 
 
-def match_nodes(sim: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
-    """One-to-one matches maximising total similarity, keeping pairs at or above ``threshold``."""
-    from scipy.optimize import linear_sum_assignment
+def _matches(
+    a: Side,
+    b: Side,
+    level: int,
+    threshold: float,
+    uncertain_below: float,
+    nodes: list[NodeChange] | None,
+    placed: tuple | None,
+) -> tuple[list[Match], list[Unmatched], list[Unmatched]]:
+    counts_a, counts_b = a.counts(level), b.counts(level)
+    a_ids, b_ids = _level_ids(a, level, counts_a), _level_ids(b, level, counts_b)
+    vectors = None
+    if not _same_run(a.run, b.run):
+        vectors = (run_vectors(a.run), run_vectors(b.run))
+    sim = node_similarity(a.run, b.run, level, a_ids, b_ids, vectors).combined
+    pairs = [(a_ids[r], b_ids[c], s) for r, c, s in match_nodes(sim, threshold)]
+    if UNASSIGNED in counts_a or UNASSIGNED in counts_b:
+        pairs.append((UNASSIGNED, UNASSIGNED, 1.0))
+    by_node = {n.id: n for n in nodes or []}
+    placed_b = (
+        _count([UNASSIGNED if x is None else x for x in a.run.taxonomy.ids_at(level, placed[1])])
+        if placed
+        else {}
+    )
 
-    if sim.size == 0:
-        return []
-    rows, cols = linear_sum_assignment(-sim)
-    return [
-        (int(r), int(c), float(sim[r, c])) for r, c in zip(rows, cols, strict=True) if sim[r, c] >= threshold
-    ]
+    def name(side: Side, node: str) -> str:
+        return UNASSIGNED if node == UNASSIGNED else side.run.taxonomy.by_id[node].name
 
+    matched = []
+    for ia, ib, s in pairs:
+        ka, kb = counts_a.get(ia, 0), counts_b.get(ib, 0)
+        lo, hi = newcombe_interval(ka, a.n, kb, b.n)
+        change = (kb / b.n if b.n else 0.0) - (ka / a.n if a.n else 0.0)
+        node = by_node.get(ia)
+        status = "matched" if s >= uncertain_below else "uncertain"
+        gap = None if node is None else (kb - placed_b.get(ia, 0)) / max(b.n, 1)
+        significant = bool(
+            status == "matched"
+            and node is not None
+            and node.significant
+            and np.sign(change) == np.sign(node.change)
+        )
+        matched.append(
+            Match(
+                ia, name(a, ia), ib, name(b, ib), round(s, 4), status,
+                Share.of(ka, a.n), Share.of(kb, b.n), change, lo, hi,
+                None if node is None else node.change, None if node is None else node.q, gap, significant,
+            )
+        )  # fmt: skip
+    matched.sort(key=lambda m: (m.status != "matched", -abs(m.change), m.a_id))
+    used_a, used_b = {m.a_id for m in matched}, {m.b_id for m in matched}
 
-def _share(k: int, n: int) -> dict[str, float]:
-    lo, hi = wilson_interval(k, n)
-    return {"count": k, "share": k / n if n else 0.0, "ci_low": lo, "ci_high": hi}
+    def unmatched(
+        side: Side, ids: list[str], counts: dict[str, int], used: set[str], axis: int
+    ) -> list[Unmatched]:
+        out = []
+        for i, node in enumerate(ids):
+            if node in used:
+                continue
+            row = sim[i, :] if axis == 0 else sim[:, i]
+            sh = Share.of(counts.get(node, 0), side.n)
+            best = round(float(row.max()), 4) if row.size else 0.0
+            out.append(Unmatched(node, name(side, node), sh.count, sh.share, sh.ci_low, sh.ci_high, best))
+        return sorted(out, key=lambda x: -x.share)
+
+    return matched, unmatched(a, a_ids, counts_a, used_a, 0), unmatched(b, b_ids, counts_b, used_b, 1)
 
 
 def diff_sides(a: Side, b: Side, level: int, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
-    """The comparison as a JSON-ready dict (see the module docstring)."""
-    a_ids, b_ids, sim = similarity(a, b, level)
-    pairs = match_nodes(sim, threshold)
-    name_a = {i: a.run.taxonomy.by_id[i].name for i in a_ids}
-    name_b = {i: b.run.taxonomy.by_id[i].name for i in b_ids}
-    matched = []
-    for r, c, s in pairs:
-        ia, ib = a_ids[r], b_ids[c]
-        ka, kb = a.counts.get(ia, 0), b.counts.get(ib, 0)
-        lo, hi = newcombe_interval(ka, a.n, kb, b.n)
-        matched.append(
-            {
-                "a_id": ia,
-                "a_name": name_a[ia],
-                "b_id": ib,
-                "b_name": name_b[ib],
-                "similarity": round(s, 4),
-                "a": _share(ka, a.n),
-                "b": _share(kb, b.n),
-                "change": (kb / b.n if b.n else 0.0) - (ka / a.n if a.n else 0.0),
-                "change_ci_low": lo,
-                "change_ci_high": hi,
-                "significant": lo > 0 or hi < 0,
-            }
-        )
-    if UNASSIGNED in a.counts or UNASSIGNED in b.counts:
-        ka, kb = a.counts.get(UNASSIGNED, 0), b.counts.get(UNASSIGNED, 0)
-        lo, hi = newcombe_interval(ka, a.n, kb, b.n)
-        matched.append(
-            {
-                "a_id": UNASSIGNED,
-                "a_name": UNASSIGNED,
-                "b_id": UNASSIGNED,
-                "b_name": UNASSIGNED,
-                "similarity": 1.0,
-                "a": _share(ka, a.n),
-                "b": _share(kb, b.n),
-                "change": (kb / b.n if b.n else 0.0) - (ka / a.n if a.n else 0.0),
-                "change_ci_low": lo,
-                "change_ci_high": hi,
-                "significant": lo > 0 or hi < 0,
-            }
-        )
-    matched.sort(key=lambda m: (-abs(m["change"]), m["a_id"]))
-    used_a = {a_ids[r] for r, _, _ in pairs}
-    used_b = {b_ids[c] for _, c, _ in pairs}
-
-    def best(i: int, axis: int) -> float:
-        row = sim[i, :] if axis == 0 else sim[:, i]
-        return float(row.max()) if row.size else 0.0
-
-    only_a = [
-        {
-            "id": i,
-            "name": name_a[i],
-            **_share(a.counts.get(i, 0), a.n),
-            "best_similarity": round(best(r, 0), 4),
-        }
-        for r, i in enumerate(a_ids)
-        if i not in used_a
-    ]
-    only_b = [
-        {
-            "id": i,
-            "name": name_b[i],
-            **_share(b.counts.get(i, 0), b.n),
-            "best_similarity": round(best(c, 1), 4),
-        }
-        for c, i in enumerate(b_ids)
-        if i not in used_b
-    ]
-    only_a.sort(key=lambda x: -x["share"])
-    only_b.sort(key=lambda x: -x["share"])
-    return {
-        "a": {"source": a.source, "run": str(a.run.path), "rows": a.n},
-        "b": {"source": b.source, "run": str(b.run.path), "rows": b.n},
-        "level": level,
-        "threshold": threshold,
-        "matched": matched,
-        "only_in_a": only_a,
-        "only_in_b": only_b,
-    }
-
-
-def format_table(result: dict[str, Any]) -> str:
-    a, b = result["a"], result["b"]
-    ids = [m[k] for m in result["matched"] for k in ("a_id", "b_id")]
-    ids += [x["id"] for key in ("only_in_a", "only_in_b") for x in result[key]]
-    w = max([6, *(len(i) for i in ids if i != UNASSIGNED)])
-    lines = [
-        f"A: {a['source']} ({a['rows']} rows)    B: {b['source']} ({b['rows']} rows)    "
-        f"level {result['level']}",
-        "",
-        f"{'A':<{w}} {'B':<{w}} {'sim':>5} {'share A [95% CI]':>22} {'share B [95% CI]':>22} "
-        f"{'change [95% CI]':>24}  name (A -> B)",
-    ]
-
-    def pct(s: dict[str, float]) -> str:
-        return f"{100 * s['share']:5.1f}% [{100 * s['ci_low']:4.1f},{100 * s['ci_high']:5.1f}]"
-
-    for m in result["matched"]:
-        star = "*" if m["significant"] else " "
-        lo, hi = 100 * m["change_ci_low"], 100 * m["change_ci_high"]
-        change = f"{100 * m['change']:+6.1f} [{lo:+5.1f},{hi:+5.1f}]{star}"
-        names = m["a_name"] if m["a_name"] == m["b_name"] else f"{m['a_name']} -> {m['b_name']}"
-        lines.append(
-            f"{m['a_id']:<{w}.{w}} {m['b_id']:<{w}.{w}} {m['similarity']:5.2f} "
-            f"{pct(m['a']):>22} {pct(m['b']):>22} {change:>24}  {names}"
-        )
-    for title, key in (("only in A", "only_in_a"), ("only in B", "only_in_b")):
-        lines.append(f"\n{title}: {len(result[key])}")
-        for x in result[key]:
-            lines.append(
-                f"  {x['id']:<{w}} {pct(x):>22}  best similarity {x['best_similarity']:.2f}  {x['name']}"
-            )
-    lines.append("\n* the change's 95% interval excludes 0")
-    return "\n".join(lines)
-
-
-def plot(result: dict[str, Any], out: str | Path, top: int = 15) -> Path:
-    """A bar chart of the largest share changes (matched, only-in-A as losses, only-in-B as gains)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    items = [
-        (m["b_name"] if m["a_name"] == m["b_name"] else f"{m['a_name']} -> {m['b_name']}", m["change"])
-        for m in result["matched"]
-    ]
-    items += [(f"{x['name']} (only A)", -x["share"]) for x in result["only_in_a"]]
-    items += [(f"{x['name']} (only B)", x["share"]) for x in result["only_in_b"]]
-    items = sorted(items, key=lambda kv: -abs(kv[1]))[:top][::-1]
-    fig, ax = plt.subplots(figsize=(9, 0.4 * max(len(items), 3) + 1.2))
-    ax.barh(
-        [name[:60] for name, _ in items],
-        [100 * v for _, v in items],
-        color=["#c0392b" if v < 0 else "#2e86c1" for _, v in items],
-    )
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("change in share of conversations (percentage points, B - A)")
-    ax.set_title(f"Largest changes at level {result['level']}")
-    fig.tight_layout()
-    p = Path(out)
-    fmt = p.suffix.lstrip(".").lower() or "png"
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
-    except ValueError as exc:  # a format matplotlib cannot write
-        raise UserError(f"{p}: cannot write a plot: {exc}".splitlines()[0]) from exc
-    finally:
-        plt.close(fig)
-    return p
+    """:func:`diff_runs` of two loaded sides, as the JSON-ready dict ``diff --json`` prints."""
+    return diff_runs(a, b, level, threshold=threshold).to_dict()

@@ -1,4 +1,4 @@
-"""``bailclio diff RUN_A RUN_B``: match two taxonomies' categories and compare their shares."""
+"""``bailclio diff RUN_A RUN_B``: how shares moved from A to B, on A's taxonomy, beyond noise."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from bailclio.commands.options import add_raw_option
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "diff",
-        help="compare two taxonomies: matched categories, share changes, new and gone",
+        help="compare two runs on one taxonomy: share changes with intervals and tests",
         description=(
-            "Match the categories of two runs (names and centroid embeddings, one-to-one) and print "
-            "each matched category's share in A and B with 95%% Wilson intervals and the change, "
-            "plus the categories only in A or only in B. A side may also be an assign output file "
-            "(e.g. RUNDIR/assign-new.parquet): its taxonomy is that run's, its shares its rows'."
+            "Place A's and B's rows in A's taxonomy (the placement of `assign`) and print, for each "
+            "node of the level, both shares with 95% Wilson intervals, the change with its 95% "
+            "Newcombe interval and a Fisher test per node (Benjamini-Hochberg q < 0.05 is "
+            "significant). Then B's own nodes matched to A's (names and centroid embeddings, "
+            "one-to-one): low-similarity matches are marked uncertain, never a change. A side may "
+            "also be an assign output file (e.g. RUNDIR/assign-new.parquet). See docs/diff.md."
         ),
     )
     p.add_argument("a", metavar="RUN_A", help="run directory or assign output file")
@@ -26,20 +28,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold", type=float, default=0.35, help="least combined similarity of a match (default 0.35)"
     )
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--plot", metavar="FILE.png", help="bar chart of the largest changes")
+    p.add_argument(
+        "--uncertain-below",
+        type=float,
+        default=0.6,
+        metavar="S",
+        help="matches less similar than S are reported as uncertain (default 0.6)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table (docs/diff.md)")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart of the largest changes with intervals")
     add_raw_option(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from bailclio.taxonomy.diff import diff_sides, format_table, load_side, plot
+    from bailclio.taxonomy.diff import diff_runs
+    from bailclio.taxonomy.diff_report import format_table, plot
 
-    a = load_side(args.a, args.level, curated=not args.raw)
-    b = load_side(args.b, args.level, curated=not args.raw)
-    result = diff_sides(a, b, args.level, args.threshold)
+    result = diff_runs(
+        args.a,
+        args.b,
+        args.level,
+        threshold=args.threshold,
+        uncertain_below=args.uncertain_below,
+        curated=not args.raw,
+    )
     if args.json:
-        json.dump(result, sys.stdout, indent=1)
+        json.dump(result.to_dict(), sys.stdout, indent=1)
         print()
     else:
         print(format_table(result))

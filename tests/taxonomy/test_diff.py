@@ -1,19 +1,23 @@
-"""``bailclio diff``: a known added category at every level of 2-, 3- and 5-level runs, real
-taxonomies compared with themselves, assign files."""
+"""``bailclio diff``: the same rows under two taxonomies show no change, a planted loss or gain of
+one category is the change found, a known added category at every level of 2-, 3- and 5-level
+runs, real taxonomies compared with themselves, assign files."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from support.depth_runs import ADDED, FixedRuns
 from support.small_runs import build_runs  # noqa: E402
 
 from bailclio.cli import main
-from bailclio.rundir import load_run
-from bailclio.taxonomy.diff import newcombe_interval, wilson_interval
+from bailclio.rundir import is_run_dir, load_run
+from bailclio.taxonomer import Taxonomer
+from bailclio.taxonomy.diff import diff_runs, newcombe_interval, wilson_interval
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +106,102 @@ def test_bad_sides_fail_with_one_line(runs, tmp_path, capsys):
         assert main(["diff", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("bailclio diff: error:")
+
+
+def subset_run(src: Path, out: Path, keep: np.ndarray, repeat: np.ndarray | None = None) -> Path:
+    """A run directory holding ``src``'s rows where ``keep`` (its own taxonomy kept), plus the rows
+    where ``repeat`` once more under new ids: a change planted in known rows."""
+    if is_run_dir(out):
+        return out
+    tx = Taxonomer.load(src, curated=False)
+    X, space = np.load(src / "embeddings.npy"), np.load(src / "space.npy")
+    idx = np.flatnonzero(keep)
+    conv, assign = tx.conversations_[idx.tolist()], tx.assignments_[idx.tolist()]
+    vec, sp = X[idx], space[idx]
+    if repeat is not None:
+        extra = np.flatnonzero(repeat).tolist()
+        new_id = pl.col("conversation_id") + "-again"
+        conv = pl.concat([conv, tx.conversations_[extra].with_columns(new_id)])
+        assign = pl.concat([assign, tx.assignments_[extra].with_columns(new_id)])
+        vec, sp = np.concatenate([vec, X[extra]]), np.concatenate([sp, space[extra]])
+    tx.conversations_, tx.assignments_, tx.embeddings_, tx.space_ = conv, assign, vec, sp
+    tx.save(out)
+    return out
+
+
+def category_rows(run_dir: Path, category: str) -> np.ndarray:
+    run = load_run(run_dir)
+    top = next(n.id for n in run.taxonomy.roots if n.name == category)
+    return (run.assignments["top_id"] == top).to_numpy(), top
+
+
+def test_the_same_rows_under_another_taxonomy_show_no_change(fixed_runs: FixedRuns) -> None:
+    """The 2- and 3-level fixed runs hold the same rows cut into different trees: on A's taxonomy
+    both sides' shares are identical at every level, so nothing is significant."""
+    a_dir, b_dir = fixed_runs.run(2), fixed_runs.run(3)
+    texts = [sorted(load_run(d).conversations["text"].to_list()) for d in (a_dir, b_dir)]
+    assert texts[0] == texts[1]
+    for level in range(2):
+        result = diff_runs(a_dir, b_dir, level)
+        assert result.nodes and not result.significant
+        for node in result.nodes:
+            assert node.a.count == node.b.count and node.change == 0 and node.p == 1.0
+        assert all(not m.significant for m in result.matched)
+
+
+def test_a_category_that_lost_most_of_its_rows_is_the_change_flagged(fixed_runs: FixedRuns, tmp_path) -> None:
+    a_dir = fixed_runs.run(5, added=True)
+    rows, top = category_rows(a_dir, ADDED)
+    drop = rows & (np.cumsum(rows) <= round(0.7 * rows.sum()))  # the first 70% of its rows
+    b_dir = subset_run(a_dir, tmp_path / "lost", ~drop)
+    result = diff_runs(a_dir, b_dir, 0)
+    flagged = {n.id: n for n in result.significant}
+    assert top in flagged and flagged[top].change < 0 and flagged[top].change_ci_high < 0
+    assert len(flagged) <= 2  # at most one unrelated node
+    pair = next(m for m in result.matched if m.a_id == top)
+    assert pair.b_id == top and pair.status == "matched" and pair.significant
+
+
+def test_a_category_that_doubled_is_the_change_flagged(fixed_runs: FixedRuns, tmp_path) -> None:
+    a_dir = fixed_runs.run(5, added=True)
+    rows, top = category_rows(a_dir, ADDED)
+    b_dir = subset_run(a_dir, tmp_path / "doubled", np.ones_like(rows), repeat=rows)
+    result = diff_runs(a_dir, b_dir, 0)
+    flagged = {n.id: n for n in result.significant}
+    assert top in flagged and flagged[top].change > 0 and flagged[top].change_ci_low > 0
+    assert len(flagged) <= 2
+
+
+def test_low_similarity_matches_are_uncertain_never_a_change(fixed_runs: FixedRuns, tmp_path) -> None:
+    a_dir = fixed_runs.run(5, added=True)
+    rows, top = category_rows(a_dir, ADDED)
+    b_dir = subset_run(a_dir, tmp_path / "doubled", np.ones_like(rows), repeat=rows)
+    result = diff_runs(a_dir, b_dir, 0, uncertain_below=1.01)
+    assert top in {n.id for n in result.significant}  # the change itself is still found
+    assert result.matched and all(m.status == "uncertain" and not m.significant for m in result.matched)
+
+
+def test_json_has_the_documented_shape_and_help_shows_plain_percent(fixed_runs: FixedRuns, capsys) -> None:
+    result = diff_json(capsys, str(fixed_runs.run(2)), str(fixed_runs.run(2, added=True)))
+    assert {
+        "a",
+        "b",
+        "level",
+        "placement",
+        "nodes",
+        "matched",
+        "only_in_a",
+        "only_in_b",
+        "significant_nodes",
+    } <= set(result)
+    node_keys = {"id", "name", "a", "b", "change", "change_ci_low", "change_ci_high", "p", "q", "significant"}
+    assert result["nodes"] and all(node_keys <= set(n) for n in result["nodes"])
+    assert all(0 <= n["p"] <= n["q"] <= 1 for n in result["nodes"])
+    assert all(m["status"] in ("matched", "uncertain") for m in result["matched"])
+    # the added category's rows have no home in A: they land beyond the threshold or in A's nodes,
+    # and the shares on A's taxonomy add up on both sides
+    for side in ("a", "b"):
+        assert sum(n[side]["count"] for n in result["nodes"]) == result[side]["rows"]
+    with pytest.raises(SystemExit):
+        main(["diff", "--help"])
+    assert "95%%" not in capsys.readouterr().out
