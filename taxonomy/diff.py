@@ -6,10 +6,11 @@ change. ``diff A B`` therefore compares both sides on **A's taxonomy**: A's rows
 placed in it by the same placement (:func:`bailclio.taxonomy.assign.place`, the code of ``assign``,
 each row placed as if new: a reference row identical to it is left out), and for every node of the
 chosen level (plus ``(unassigned)``, rows beyond the calibrated distance) the result gives both
-shares with 95% Wilson intervals, the change (B - A) with its 95% Newcombe interval, a two-sided
-Fisher exact test and its Benjamini-Hochberg q-value across the level's nodes; a node is
-``significant`` when q < 0.05. The same rows give the same placements, so two runs of the same data
-with different seeds show no change at all.
+shares with 95% Wilson intervals, the change (B - A) with its 95% Newcombe interval, a
+test of the node's 2 x 2 table (chi-square, or Fisher's exact test where counts are small:
+:func:`bailclio.stats.k_by_2_test`, as ``compare`` tests) and its Benjamini-Hochberg q-value across
+the level's nodes; a node is ``significant`` when q <= 0.05. The same rows give the same
+placements, so two runs of the same data with different seeds show no change at all.
 
 The matching of B's own nodes to A's (:mod:`bailclio.taxonomy.matching`) is extra information:
 each matched pair shows its own-taxonomy shares and change, the change of A's node on the shared
@@ -34,10 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from scipy.stats import false_discovery_control, fisher_exact
 
 from bailclio.errors import UserError
-from bailclio.stats import wilson_interval
+from bailclio.stats import benjamini_hochberg, k_by_2_test, wilson_interval
 from bailclio.taxonomy.matching import DEFAULT_THRESHOLD, match_nodes, node_similarity, run_vectors
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class NodeChange:
     p: float
     q: float
     significant: bool
+    test: str  # "chi-square", "fisher-exact" or "none" (bailclio.stats.k_by_2_test)
 
 
 @dataclass
@@ -266,19 +267,17 @@ def node_changes(
     rows = []
     for node in nodes:
         ka, kb = ca.get(node, 0), cb.get(node, 0)
-        table = [[ka, na - ka], [kb, nb - kb]]
-        p = float(fisher_exact(table).pvalue) if ka + kb and na and nb else 1.0
-        rows.append((node, ka, kb, p))
-    qs = false_discovery_control([r[3] for r in rows], method="bh") if rows else []
+        test = k_by_2_test([[ka, na - ka], [kb, nb - kb]])
+        rows.append((node, ka, kb, test.p, test.method))
+    qs = benjamini_hochberg([r[3] for r in rows])
     out = []
-    for (node, ka, kb, p), q in zip(rows, qs, strict=True):
+    for (node, ka, kb, p, method), q in zip(rows, qs, strict=True):
         lo, hi = newcombe_interval(ka, na, kb, nb)
         name = UNASSIGNED if node == UNASSIGNED else tax.by_id[node].name
         change = (kb / nb if nb else 0.0) - (ka / na if na else 0.0)
-        q = float(min(q, 1.0))
-        out.append(
-            NodeChange(node, name, Share.of(ka, na), Share.of(kb, nb), change, lo, hi, p, q, q < alpha)
-        )
+        q = min(q, 1.0)
+        sh_a, sh_b = Share.of(ka, na), Share.of(kb, nb)
+        out.append(NodeChange(node, name, sh_a, sh_b, change, lo, hi, p, q, q <= alpha, method))
     out.sort(key=lambda x: (-abs(x.change), x.id))
     return out
 

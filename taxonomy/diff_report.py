@@ -39,7 +39,7 @@ def format_table(result: DiffResult) -> str:
         for n in result.nodes:
             ch = _change(n.change, n.change_ci_low, n.change_ci_high, n.significant)
             lines.append(f"{n.id:<{w}.{w}} {_pct(n.a):>22} {_pct(n.b):>22} {ch:>25} {n.q:6.3f}  {n.name}")
-        lines.append(f"{len(result.significant)} significant changes (* : Benjamini-Hochberg q < 0.05)")
+        lines.append(f"{len(result.significant)} significant changes (* : Benjamini-Hochberg q <= 0.05)")
     lines += ["", "Each run's own taxonomy, nodes matched (extra information):"]
     lines.append(f"{'A':<{w}} {'B':<{w}} {'sim':>5} {head} {'gap':>6}  status, name (A -> B)")
     for m in result.matched:

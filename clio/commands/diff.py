@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Place A's and B's rows in A's taxonomy (the placement of `assign`) and print, for each "
             "node of the level, both shares with 95% Wilson intervals, the change with its 95% "
-            "Newcombe interval and a Fisher test per node (Benjamini-Hochberg q < 0.05 is "
-            "significant). Then B's own nodes matched to A's (names and centroid embeddings, "
+            "Newcombe interval and a test per node (chi-square or Fisher; Benjamini-Hochberg "
+            "q <= 0.05 is significant). Then B's own nodes matched to A's (names and centroid embeddings, "
             "one-to-one): low-similarity matches are marked uncertain, never a change. A side may "
             "also be an assign output file (e.g. RUNDIR/assign-new.parquet). See docs/diff.md."
         ),
