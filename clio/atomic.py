@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import os
 import secrets
@@ -39,10 +40,17 @@ def _temp_beside(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{kind}")
 
 
+def through_link(path: Path) -> Path:
+    """Where writing ``path`` lands: the target of a symbolic link (so the link is written
+    through, never replaced by a file), else ``path`` itself."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def write_file(path: str | Path, write: Callable[[Path], Any]) -> None:
     """Call ``write(tmp)`` to write a temporary file beside ``path``, then rename it over
-    ``path``. On any failure the temporary file is removed and ``path`` is untouched."""
-    dest = Path(path)
+    ``path``. On any failure the temporary file is removed and ``path`` is untouched. A symbolic
+    link at ``path`` is written through (its target is replaced, the link stays)."""
+    dest = through_link(Path(path))
     tmp = _temp_beside(dest, "tmp")
     try:
         write(tmp)
@@ -119,13 +127,17 @@ def make_staging_dir(dest: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def replacing_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a staging directory beside ``dest``; when the block completes it replaces ``dest``,
-    when it raises (or the process dies) ``dest`` is left as it was and the staging is removed."""
-    d = Path(dest)
+def replacing_dir(dest: str | Path, before_swap: Callable[[], Any] | None = None) -> Iterator[Path]:
+    """Yield a staging directory beside ``dest``; when the block completes it replaces ``dest``
+    (after ``before_swap()``, which may raise to keep ``dest``), when it raises (or the process
+    dies) ``dest`` is left as it was and the staging is removed. A symbolic link at ``dest`` is
+    written through: its target is replaced, the link stays."""
+    d = through_link(Path(dest))
     staging = make_staging_dir(d)
     try:
         yield staging
+        if before_swap is not None:
+            before_swap()
         swap_in(staging, d)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -183,3 +195,41 @@ def write_files(writers: dict[Path, Callable[[Path], Any]]) -> None:
         if temps:
             _raise_for(exc, temps[-1][1])
         raise
+
+
+class Busy(OSError):
+    """Another process holds the lock on a destination."""
+
+
+def lock_path(dest: str | Path) -> Path:
+    d = Path(dest)
+    return d.with_name(f".{d.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(dest: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``dest`` (a ``.<name>.lock`` file beside it) for the block; raise
+    :class:`Busy` at once when another process holds it. The lock file is removed on release."""
+    path = lock_path(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(f"another process is writing {dest} (lock {path})") from None
+        try:  # the file may have been removed by the holder just before we locked it
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)

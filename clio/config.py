@@ -257,7 +257,7 @@ class ScaleConfig(_Section):
 
 
 class Config(_Section):
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)  # numpy and UMAP take 32-bit unsigned seeds
     input: InputConfig = InputConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     reduce: ReduceConfig = ReduceConfig()

@@ -51,12 +51,53 @@ DETECT_SUMMARY = "summary.json"
 LLM_CACHE = "llm_cache.sqlite"
 COUNT_KEYS = ("rows_read", "rejected", "accepted")  # what every manifest's "counts" holds
 REQUIRED = (MANIFEST, CONVERSATIONS, ASSIGNMENTS, TAXONOMY)
+# every file a run directory may hold: its own, and what export and assign write into it by default
+RUN_FILES = (*REQUIRED, EMBEDDINGS, SPACE, REJECTS, CURATION)
+RUN_OUTPUT_PREFIXES = ("export-", "assign-")
+DETECT_FILES = (DETECTIONS, BAILS, DETECT_SUMMARY, REJECTS, LLM_CACHE, f"{LLM_CACHE}-wal", f"{LLM_CACHE}-shm")
+MAX_MANIFEST_BYTES = 64 << 20
 ASSIGNMENT_COLUMNS = ("conversation_id", "leaf_id", "top_id", "path", "is_outlier", "x", "y")
 
 
+def run_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The manifest that makes ``path`` a run directory: a JSON object in ``manifest.json`` with a
+    readable ``format_version`` and the counts every run records; None when there is none."""
+    m = Path(path) / MANIFEST
+    try:
+        if not m.is_file() or m.stat().st_size > MAX_MANIFEST_BYTES:
+            return None
+        data = json.loads(m.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("format_version") not in READABLE_FORMAT_VERSIONS:
+        return None
+    return data if isinstance(data.get("counts"), dict) else None
+
+
 def is_run_dir(path: str | Path) -> bool:
+    """A run directory is recognised by its manifest (and format version), never by one file
+    name: a folder holding ``rejects.jsonl`` or ``taxonomy.json`` alone is not a run."""
     p = Path(path)
-    return p.is_dir() and all((p / f).exists() for f in REQUIRED)
+    return p.is_dir() and run_manifest(p) is not None and all((p / f).exists() for f in REQUIRED)
+
+
+def is_detect_dir(path: str | Path) -> bool:
+    """A ``bailclio detect`` output folder, recognised by its ``summary.json``."""
+    s = Path(path) / DETECT_SUMMARY
+    try:
+        if not s.is_file() or s.stat().st_size > MAX_MANIFEST_BYTES:
+            return False
+        data = json.loads(s.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("command") == "detect"
+
+
+def foreign_files(path: Path, own: tuple[str, ...], prefixes: tuple[str, ...] = ()) -> list[str]:
+    """Names in ``path`` that no bailclio command writes there (hidden temporaries aside)."""
+    return sorted(
+        f.name for f in path.iterdir() if f.name not in own and not f.name.startswith((".", *prefixes))
+    )
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -144,6 +185,7 @@ def load_run(path: str | Path, *, curated: bool = True) -> Run:
         raise UserError(f"{p / ASSIGNMENTS}: missing column '{missing[0]}'")
     if "mid_id" in assign.columns:  # format 1: the middle of three levels, also in ``path``
         assign = assign.drop("mid_id")
+    check_rows(p, conv, assign)
     check_paths(assign, tax, p / ASSIGNMENTS)
     run = Run(p, manifest, conv, assign, tax)
     if curated and (p / CURATION).exists():
@@ -170,6 +212,35 @@ def write_edits(run_dir: str | Path, edits: list[dict[str, Any]]) -> Path:
     return p
 
 
+def check_rows(p: Path, conv: pl.DataFrame, assign: pl.DataFrame) -> None:
+    """The run's tables agree: one assignment per conversation, the same ids (each once), and as
+    many vectors as rows in ``embeddings.npy`` and ``space.npy``."""
+    if "conversation_id" not in conv.columns:
+        raise UserError(f"{p / CONVERSATIONS}: missing column 'conversation_id'")
+    if conv.height != assign.height:
+        raise UserError(
+            f"{p}: {CONVERSATIONS} has {conv.height} rows but {ASSIGNMENTS} has {assign.height}; "
+            "the run's files do not belong together (rerun `bailclio run`)"
+        )
+    ids = assign["conversation_id"]
+    if ids.n_unique() != ids.len():
+        dup = ids.filter(ids.is_duplicated()).first()
+        raise UserError(f"{p / ASSIGNMENTS}: conversation_id '{dup}' appears more than once")
+    known = set(conv["conversation_id"].cast(pl.String).to_list())
+    missing = next((i for i in ids.cast(pl.String).to_list() if i not in known), None)
+    if missing is not None:
+        raise UserError(f"{p / ASSIGNMENTS}: conversation_id '{missing}' is not in {CONVERSATIONS}")
+    for name in (EMBEDDINGS, SPACE):
+        if not (p / name).exists():
+            continue
+        try:
+            rows = np.load(p / name, mmap_mode="r").shape[0]  # the header only: no vectors are read
+        except (OSError, ValueError, IndexError) as exc:
+            raise UserError(f"{p / name}: cannot read: {exc}".splitlines()[0]) from exc
+        if rows != assign.height:
+            raise UserError(f"{p / name}: {rows} rows, but the run has {assign.height} conversations")
+
+
 def check_paths(assign: pl.DataFrame, tax: Taxonomy, source: Path) -> None:
     """Every row's ``path`` is its leaf's path in the taxonomy, and ``top_id`` its first id."""
     pairs = assign.select("leaf_id", "top_id", "path").unique().rows()
@@ -191,17 +262,32 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def check_out_dir(out: str | Path, force: bool) -> Path:
-    """Refuse ``out`` unless it is absent, empty, or (with ``force``) a run or a folder holding
-    only rejects, which its replacement will take the place of. Nothing is changed."""
-    p = Path(out)
+    """Refuse ``out`` unless it is absent, empty, or (with ``force``) a run directory, or a
+    folder holding only a failed run's ``rejects.jsonl``, which its replacement will take the
+    place of. A run directory holding files bailclio did not write is refused too: ``--force``
+    never deletes them. Nothing is changed."""
+    p = atomic.through_link(Path(out))
     if p.exists() and not p.is_dir():
         raise UserError(f"{p}: exists and is not a directory")
-    if p.exists() and any(p.iterdir()):
-        if not force:
-            raise UserError(f"{p}: output directory is not empty (use --force to replace it)")
-        if not is_run_dir(p) and not (p / REJECTS).exists():
-            raise UserError(f"{p}: not empty and not a run directory; refusing to replace it")
-    return p
+    if not p.exists() or not any(p.iterdir()):
+        return p
+    if not force:
+        raise UserError(f"{p}: output directory is not empty (use --force to replace a run directory)")
+    if is_run_dir(p):
+        extra = foreign_files(p, RUN_FILES, RUN_OUTPUT_PREFIXES)
+        if extra:
+            raise UserError(
+                f"{p}: the run directory also holds {extra[0]!r}"
+                + (f" and {len(extra) - 1} more files" if len(extra) > 1 else "")
+                + " that bailclio did not write; refusing to replace it (nothing deleted)"
+            )
+        return p
+    if not foreign_files(p, (REJECTS,)):
+        return p
+    what = "a detect output folder" if is_detect_dir(p) else "not a run directory (no bailclio manifest.json)"
+    raise UserError(
+        f"{p}: {what}; --force replaces only a run directory or an empty folder (nothing deleted)"
+    )
 
 
 @contextlib.contextmanager
@@ -209,12 +295,19 @@ def building(out: str | Path, force: bool) -> Iterator[Path]:
     """A staging directory beside ``out`` to write a run into; when the block completes it takes
     the place of ``out`` in one rename (the previous run there is deleted only then); when the
     block raises, or the process is killed, ``out`` is left as it was. What killed runs left
-    beside ``out`` is removed first."""
-    dest = check_out_dir(out, force)
-    atomic.remove_stale(dest)
+    beside ``out`` is removed first. ``out`` is locked for the block: a second writer is refused
+    at once, and ``out`` is checked again just before the swap."""
+    dest = atomic.through_link(Path(out))  # a link to a run directory is written through
     try:
-        with atomic.replacing_dir(dest) as staging:
-            yield staging
+        with atomic.locked(dest):
+            check_out_dir(dest, force)
+            atomic.remove_stale(dest)
+            with atomic.replacing_dir(dest, before_swap=lambda: check_out_dir(dest, force)) as staging:
+                yield staging
+    except atomic.Busy as exc:
+        raise UserError(
+            f"{dest}: another bailclio process is writing there; try again when it is done"
+        ) from exc
     except OSError as exc:
         if exc.filename is not None and Path(exc.filename) in (dest, dest.parent):
             raise UserError(f"{dest}: cannot write the run there: {exc.strerror}") from exc

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,6 +98,29 @@ NODE_FIELDS = ("id", "parent_id", "level", "name", "description", "size", "keywo
 
 class TaxonomyError(ValueError):
     pass
+
+
+def check_forest(tax: Taxonomy, source: str) -> None:
+    """The parent links form a forest: ids are unique, every parent exists, no node is its own
+    ancestor (a cycle would make every walk up the tree endless)."""
+    if len(tax.by_id) != len(tax.nodes):
+        dup = next(i for i, k in Counter(n.id for n in tax.nodes).items() if k > 1)
+        raise TaxonomyError(f"{source}: node '{dup}' appears more than once")
+    for n in tax.nodes:
+        if n.parent_id is not None and n.parent_id not in tax.by_id:
+            raise TaxonomyError(f"{source}: node '{n.id}': parent '{n.parent_id}' does not exist")
+    settled: set[str] = set()  # nodes known to reach a root
+    for n in tax.nodes:
+        trail: list[str] = []
+        on_trail: set[str] = set()
+        node: Node | None = n
+        while node is not None and node.id not in settled:
+            if node.id in on_trail:
+                raise TaxonomyError(f"{source}: node '{node.id}': its parent links form a cycle")
+            trail.append(node.id)
+            on_trail.add(node.id)
+            node = tax.by_id[node.parent_id] if node.parent_id is not None else None
+        settled.update(trail)
 
 
 class Taxonomy:
@@ -200,9 +224,13 @@ class Taxonomy:
             )
         nodes = []
         for i, raw in enumerate(data["nodes"]):
+            if not isinstance(raw, dict):
+                raise TaxonomyError(f"{source}: node {i}: expected an object")
             missing = [f for f in ("id", "parent_id", "level", "name") if f not in raw]
             if missing:
                 raise TaxonomyError(f"{source}: node {i}: missing field '{missing[0]}'")
+            if not isinstance(raw["level"], int) or isinstance(raw["level"], bool) or raw["level"] < 0:
+                raise TaxonomyError(f"{source}: node {i}: 'level' must be a whole number >= 0")
             extra = {k: v for k, v in raw.items() if k not in NODE_FIELDS}
             nodes.append(
                 Node(
@@ -219,9 +247,7 @@ class Taxonomy:
             )
         meta = {k: v for k, v in data.items() if k not in ("nodes", "format_version", "levels")}
         tax = cls(nodes, meta)
-        for n in tax.nodes:
-            if n.parent_id is not None and n.parent_id not in tax.by_id:
-                raise TaxonomyError(f"{source}: node '{n.id}': parent '{n.parent_id}' does not exist")
+        check_forest(tax, source)
         return tax
 
     @classmethod

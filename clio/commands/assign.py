@@ -70,6 +70,7 @@ def llm_config(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     from bailclio.errors import UserError
+    from bailclio.outputs import check_output_file
     from bailclio.rundir import load_run
     from bailclio.taxonomy.assign import assign_input, default_out, print_summary, write_output
 
@@ -84,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: output must end in .parquet or .csv")
     if not Path(args.new_input).exists():
         raise UserError(f"{args.new_input}: no such file")
+    check_output_file(out, inputs=[run.path, args.new_input])
+    check_output_file(out.with_name(f"{out.stem}.rejects.jsonl"), inputs=[run.path, args.new_input])
     if cfg is not None:
         from bailclio.llm import preflight
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bailclio import atomic
 from bailclio.commands.options import (
     add_config_option,
     add_input_options,
@@ -113,6 +114,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from bailclio.config import load_config
     from bailclio.detect.runner import DetectOptions, rates_table, run_detect
+    from bailclio.outputs import check_detect_dir
 
     src = Path(args.input)
     if not src.exists():
@@ -149,15 +151,19 @@ def run(args: argparse.Namespace) -> int:
         refusal_batch_size=args.refusal_batch_size,
         prefix=args.prefix,
     )
-    out = Path(args.out) if args.out else Path(f"detect-{src.stem}")
-    summary = run_detect(
-        src,
-        out,
-        config,
-        options,
-        judge_model=args.judge_model,
-        progress=not args.quiet,
-    )
+    out = check_detect_dir(Path(args.out) if args.out else Path(f"detect-{src.stem}"), inputs=[src])
+    try:
+        with atomic.locked(out):
+            summary = run_detect(
+                src,
+                out,
+                config,
+                options,
+                judge_model=args.judge_model,
+                progress=not args.quiet,
+            )
+    except atomic.Busy as exc:
+        raise UserError(f"{out}: another bailclio process is writing there; try again later") from exc
     print(rates_table(summary["rates"]))
     counts = summary["counts"]
     calls = summary["calls"]

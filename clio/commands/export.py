@@ -39,12 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bailclio.outputs import check_output_file
     from bailclio.rundir import load_run
     from bailclio.taxonomy.export import default_out, export_frame, write_frame
 
     run = load_run(args.rundir, curated=not args.raw)
     frame, dropped = export_frame(run, args.format, level=args.level, min_cluster_size=args.min_cluster_size)
     out = Path(args.out) if args.out else default_out(run, args.format, args.level)
+    check_output_file(out, inputs=[run.path])
     write_frame(frame, args.format, out)
     if args.min_cluster_size:
         print(dropped.summary(), file=sys.stderr)

@@ -126,6 +126,7 @@ def resolve_input(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bailclio.outputs import check_output_dir
     from bailclio.pipeline import run
     from bailclio.rundir import Run
     from bailclio.tree import print_summary, print_tree
@@ -138,10 +139,9 @@ def main(args: argparse.Namespace) -> int:
     more = f"-and-{len(args.input) - 1}-more" if len(args.input) > 1 else ""
     out = args.out or f"runs/{first.stem}{more}-{datetime.now():%Y%m%d-%H%M%S}"
     from bailclio.pipeline import input_files
-    from bailclio.rundir import check_out_dir
 
-    check_out_dir(out, args.force)
     inputs = input_files(args.input)  # a missing file, a folder that is no detect output: one line
+    check_output_dir(out, args.force, inputs=inputs)
     if cfg.llm.backend != "none":
         try:
             cfg.cluster_facet()  # config mistakes are reported before the server is asked

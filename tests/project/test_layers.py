@@ -74,7 +74,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.detect.refusal_lexical",
         ),
     ),
-    ("rundir", ("bailclio.rundir",)),
+    ("rundir", ("bailclio.rundir", "bailclio.outputs")),
     (
         "readers and API",
         (

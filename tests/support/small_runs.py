@@ -50,3 +50,57 @@ def build_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             run(csv, out, Config(), force=True, progress=False)
         paths[name] = out
     return paths
+
+
+def tiny_run(out: Path, n: int = 8) -> Path:
+    """A small run directory written by bailclio's own run-directory writer, with a fixed two-level
+    tree (two tops, one leaf each) and random vectors: for the tests of what commands may read and
+    write, which need a valid run, not a clustering."""
+    import numpy as np
+
+    from bailclio import rundir
+    from bailclio.taxonomy.model import Node, Taxonomy
+
+    ids = [f"c{i}" for i in range(n)]
+    leaf = ["L0" if i % 2 == 0 else "L1" for i in range(n)]
+    top = {"L0": "T0", "L1": "T1"}
+    half = {"L0": (n + 1) // 2, "L1": n // 2}
+    nodes = [
+        Node("T0", None, 0, "Weapons", size=half["L0"]),
+        Node("T1", None, 0, "Fraud", size=half["L1"]),
+        Node("L0", "T0", 1, "Bomb making", size=half["L0"], exemplar_ids=[ids[0]]),
+        Node("L1", "T1", 1, "Phishing", size=half["L1"], exemplar_ids=[ids[1]]),
+    ]
+    conversations = pl.DataFrame(
+        {
+            "conversation_id": ids,
+            "text": [f"=cmd|' /C calc'!A{i} request {i}" if i == 0 else f"request {i}" for i in range(n)],
+            "source_line": list(range(2, n + 2)),
+        }
+    )
+    assignments = pl.DataFrame(
+        {
+            "conversation_id": ids,
+            "leaf_id": leaf,
+            "top_id": [top[x] for x in leaf],
+            "path": [[top[x], x] for x in leaf],
+            "is_outlier": [False] * n,
+            "outlier_score": np.zeros(n, dtype=np.float32),
+            "x": np.arange(n, dtype=np.float32),
+            "y": np.arange(n, dtype=np.float32),
+        }
+    )
+    vectors = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    rundir.write_tables(
+        out,
+        conversations=conversations,
+        assignments=assignments,
+        taxonomy=Taxonomy(nodes),
+        embeddings=vectors,
+        space=vectors[:, :2],
+    )
+    counts = {"rows_read": n, "rejected": 0, "accepted": n, "levels": 2, "leaves": 2, "top": 2}
+    manifest = {"format_version": 2, "counts": counts, "input": {"shape": "text"}, "config": {}}
+    rundir.write_manifest(out, manifest)
+    return out
