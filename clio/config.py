@@ -29,6 +29,9 @@ class InputConfig(_Section):
     id_column: str | None = None
     limit: int | None = Field(default=None, ge=1)
     max_chars: int = Field(default=1000, ge=100, description="characters of a rendered transcript")
+    # a longer JSONL line or CSV/TSV record is rejected, saying so (memory stays bounded)
+    max_record_bytes: int = Field(default=8 << 20, ge=1024, le=1 << 31)
+    shuffle: bool = False  # with limit: take `limit` rows drawn at random (seeded by `seed`), not the first
 
 
 class EmbeddingConfig(_Section):

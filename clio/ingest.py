@@ -25,24 +25,29 @@ Example::
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from bailclio import atomic
+from bailclio import atomic, readers
+from bailclio.config import Config
 from bailclio.errors import UserError
-
-TEXT_CANDIDATES = ("text", "content", "prompt")
-CONVERSATION_CANDIDATES = ("conversation", "messages")
-ID_CANDIDATES = ("id", "conversation_id")
-BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
-BAIL_METHODS = ("prompt", "string", "tool")
-RESERVED = ("conversation_id", "text", "conversation")
+from bailclio.readers import DEFAULT_MAX_RECORD_BYTES, Record
+from bailclio.rows import (
+    CONVERSATION_CANDIDATES,
+    ID_CANDIDATES,
+    TEXT_CANDIDATES,
+    RowReject,
+    Shape,
+    accept,
+)
+from bailclio.rows import render_conversation as render_conversation  # part of this module's interface
 
 
 @dataclass
@@ -63,336 +68,119 @@ class Ingested:
         return p
 
 
-class _Reject(Exception):
-    def __init__(self, field_name: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field_name
-        self.reason = reason
+# --------------------------------------------------------------------------- the one reader
 
 
-# --------------------------------------------------------------------------- reading records
+@dataclass
+class Chunk:
+    """Accepted rows and rejects of a stretch of the input, in input order."""
+
+    rows: list[dict[str, Any]]
+    rejects: list[dict[str, Any]]
+    first_row: int  # index of the chunk's first accepted row among all accepted rows
+    shape: Shape | None
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The accepted rows as a table (``read_input``'s columns)."""
+        if not self.rows or self.shape is None:
+            return pl.DataFrame()
+        return to_frame(self.rows, self.shape.shape)
 
 
-def _jsonl_lines(path: Path) -> Iterator[bytes]:
-    """The file's lines: LF or CRLF endings, or CR alone where the file has no LF; a leading
-    byte-order mark is dropped."""
-    with path.open("rb") as fh:
-        head = fh.read(1 << 16)
-        if b"\r" in head and b"\n" not in head:  # old Mac line endings
-            data = head + fh.read()
-            if b"\n" not in data:
-                lines: Iterator[bytes] = iter(data.split(b"\r"))
-            else:
-                lines = iter(data.splitlines(keepends=True))
-        else:
-            fh.seek(0)
-            lines = iter(fh)
-        first = True
-        for line in lines:
-            if first and line.startswith(_BOM):
-                line = line[len(_BOM) :]
-            first = False
-            yield line
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
-    """Yield (line_no, record | None, error | None, raw) for each non-blank line."""
-    for line_no, raw_bytes in enumerate(_jsonl_lines(path), start=1):
-        if not raw_bytes.strip():
-            continue
-        try:
-            raw = raw_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield (
-                line_no,
-                None,
-                f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
-                (raw_bytes.decode("utf-8", errors="replace").rstrip("\n")),
-            )
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield line_no, None, f"unparseable JSON: {exc.msg} (column {exc.colno})", raw.rstrip("\r\n")
-            continue
-        if not isinstance(rec, dict):
-            yield line_no, None, f"expected a JSON object, got {type(rec).__name__}", raw.rstrip("\r\n")
-            continue
-        yield line_no, rec, None, raw.rstrip("\r\n")
-
-
-def _iter_json(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    if isinstance(doc, dict):
-        for key in ("data", "rows", "conversations", "records"):
-            if isinstance(doc.get(key), list):
-                doc = doc[key]
-                break
-    if not isinstance(doc, list):
-        raise UserError(f"{path}: expected a JSON array of objects")
-    for i, rec in enumerate(doc, start=1):
-        if isinstance(rec, dict):
-            yield i, rec, None, ""
-        else:
-            yield i, None, f"expected a JSON object, got {type(rec).__name__}", json.dumps(rec)
-
-
-def _iter_delimited(path: Path, sep: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
-    """CSV (RFC 4180 quoting) or TSV (no quoting: a ``"`` is an ordinary character), streamed row
-    by row from the file: a byte-order mark is dropped, bytes that are not UTF-8 reject only their
-    row, any line ending (LF, CRLF, CR alone) works, and the line number is the file line the
-    record starts on. An empty cell is the empty string (an empty optional bail field counts as
-    absent, see :func:`_check_bail_fields`)."""
-    kind = "TSV" if sep == "\t" else "CSV"
-    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(_without_bom(fh), delimiter=sep, quoting=quoting, strict=False)
-        try:
-            header = next(reader, None)
-            if header is None:
-                return
-            bad = [h for h in header if _has_surrogate(h)]
-            if bad:
-                raise UserError(f"{path}: line 1: a column name is not valid UTF-8")
-            dupes = sorted({h for h in header if header.count(h) > 1})
-            if dupes:
-                raise UserError(f"{path}: line 1: column '{dupes[0]}' appears more than once")
-            end = reader.line_num
-            for row in reader:
-                start, end = end + 1, reader.line_num
-                if not row or row == [""]:
-                    continue
-                if len(row) != len(header):
-                    raw = sep.join(row)
-                    yield start, None, f"expected {len(header)} fields, got {len(row)}", raw
-                    continue
-                fields = [h for h, v in zip(header, row, strict=True) if _has_surrogate(v)]
-                if fields:
-                    yield start, None, f"not valid UTF-8 in field '{fields[0]}'", ""
-                    continue
-                yield start, dict(zip(header, row, strict=True)), None, ""
-        except csv.Error as exc:
-            raise UserError(f"{path}: line {reader.line_num}: cannot parse as {kind}: {exc}") from exc
-
-
-def _without_bom(lines: Iterator[str]) -> Iterator[str]:
-    """``lines`` with a leading byte-order mark dropped from the first."""
-    first = True
-    for line in lines:
-        if first and line.startswith("\ufeff"):
-            line = line[1:]
-        first = False
-        yield line
-
-
-_BOM = b"\xef\xbb\xbf"
-csv.field_size_limit(2**31 - 1)
-
-
-def _has_surrogate(s: str) -> bool:
-    """A lone surrogate: bytes that were not UTF-8, or a JSON surrogate escape without its pair."""
-    return any("\ud800" <= ch <= "\udfff" for ch in s)
-
-
-def _surrogate_field(rec: dict[str, Any]) -> str | None:
-    """The first field of ``rec`` holding a lone surrogate anywhere inside it."""
-
-    def bad(v: Any) -> bool:
-        if isinstance(v, str):
-            return _has_surrogate(v)
-        if isinstance(v, dict):
-            return any(bad(k) or bad(x) for k, x in v.items())
-        if isinstance(v, list | tuple):
-            return any(bad(x) for x in v)
-        return False
-
-    for k, v in rec.items():
-        if bad(k) or bad(v):
-            return k if not _has_surrogate(k) else k.encode("utf-8", "backslashreplace").decode()
-    return None
-
-
-def _is_blank(s: str) -> bool:
-    """No visible text: only whitespace and control characters (NUL included)."""
-    return not s.translate(_INVISIBLE).strip()
-
-
-_INVISIBLE = {c: None for c in [*range(0x00, 0x20), 0x7F, 0xFEFF, 0x200B]}
-
-
-def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
-    try:
-        df = pl.read_parquet(path)
-    except Exception as exc:
-        raise UserError(f"{path}: cannot read Parquet: {exc}") from exc
-    for i, rec in enumerate(df.iter_rows(named=True), start=1):
-        yield i, rec, None, ""
-
-
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return _iter_jsonl(path)
-    if suffix == ".json":
-        return _iter_json(path)
-    if suffix == ".parquet":
-        return _iter_parquet(path)
-    if suffix == ".csv":
-        return _iter_delimited(path, ",")
-    if suffix == ".tsv":
-        return _iter_delimited(path, "\t")
-    raise UserError(f"{path}: unsupported input type '{suffix}' (use .jsonl, .json, .parquet, .csv, .tsv)")
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def render_conversation(turns: list[dict[str, str]], max_chars: int = 1000) -> str:
-    """Render a transcript for embedding, most telling part first.
-
-    The embedding models truncate at their token window, so the rendering leads with what matters
-    most for "why did the model leave here": the last user turn (up to 60% of the budget), then
-    the assistant reply that followed it (if the transcript ends with one), then earlier turns from
-    the most recent backwards while the budget lasts. ``max_chars`` (about 4 characters per token)
-    fits the text to the model's window.
-
-    >>> render_conversation([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-    ...                      {"role": "user", "content": "tell me a secret"}])
-    'User: tell me a secret\\n[earlier] Assistant: hello\\n[earlier] User: hi'
-    """
-    last_user = max((i for i, t in enumerate(turns) if t["role"] == "user"), default=None)
-    parts: list[str] = []
-    budget = max_chars
-    if last_user is None:  # no user turn at all: the transcript in reverse
-        order = list(range(len(turns) - 1, -1, -1))
+def detect_shape(
+    label: Path | str, rec: dict[str, Any], text_column: str | None, id_column: str | None
+) -> Shape:
+    """The input's shape from its first readable record."""
+    if text_column is not None:
+        if text_column not in rec:
+            raise UserError(f"{label}: text column '{text_column}' not found; columns are: {', '.join(rec)}")
+        shape = "conversation" if text_column in CONVERSATION_CANDIDATES else "text"
+        source = text_column
     else:
-        head = f"User: {turns[last_user]['content'].strip()}"
-        head = head[: max(int(max_chars * 0.6), max_chars - 200)]
-        parts.append(head)
-        budget -= len(head) + 1
-        order = [i for i in range(len(turns) - 1, -1, -1) if i != last_user]
-        after = [i for i in order if i > last_user]
-        before = [i for i in order if i < last_user]
-        for i in sorted(after):
-            if budget <= 0:
-                break
-            chunk = f"{turns[i]['role'].capitalize()}: {turns[i]['content'].strip()}"[:budget]
-            parts.append(chunk)
-            budget -= len(chunk) + 1
-        order = before
-    for i in order:
-        if budget <= 20:
-            break
-        prefix = "[earlier] " if last_user is not None else ""
-        chunk = f"{prefix}{turns[i]['role'].capitalize()}: {turns[i]['content'].strip()}"[:budget]
-        parts.append(chunk)
-        budget -= len(chunk) + 1
-    return "\n".join(parts)
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _clean_turns(value: Any, bail_turn: Any, non_text: list[str]) -> list[dict[str, str]]:
-    """Validated turns; the non-text content parts met are appended to ``non_text``."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise _Reject("conversation", f"not a list of turns (unparseable JSON: {exc.msg})") from exc
-    if value is None:
-        raise _Reject("conversation", "missing conversation")
-    if not isinstance(value, list):
-        raise _Reject("conversation", f"expected a list of turns, got {type(value).__name__}")
-    if not value:
-        raise _Reject("conversation", "empty conversation")
-    turns: list[dict[str, str]] = []
-    for j, turn in enumerate(value):
-        if not isinstance(turn, dict):
-            raise _Reject("conversation", f"turn {j}: expected an object, got {type(turn).__name__}")
-        role, content = turn.get("role"), turn.get("content")
-        if not isinstance(role, str) or not role:
-            raise _Reject("conversation", f"turn {j}: 'role' must be a non-empty string")
-        if content is None:
-            content = ""
-        if isinstance(content, list):
-            content = _join_parts(content, j, non_text)
-        if not isinstance(content, str):
-            raise _Reject("conversation", f"turn {j}: 'content' must be a string or a list of content parts")
-        turns.append({"role": role.lower(), "content": content})
-    if not _absent(bail_turn):
-        try:
-            cut = int(bail_turn)
-        except (TypeError, ValueError) as exc:
-            raise _Reject("bail_turn", f"expected an integer, got {bail_turn!r}") from exc
-        if cut < 0 or cut >= len(turns):
-            raise _Reject("bail_turn", f"{cut} is outside the conversation's {len(turns)} turns")
-        turns = turns[: cut + 1]
-    if all(_is_blank(t["content"]) for t in turns):
-        raise _Reject("conversation", "conversation has no text")
-    return turns
-
-
-# OpenAI content-part types that carry text, and the key holding it.
-_TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
-
-
-def _join_parts(parts: list[Any], turn: int, non_text: list[str]) -> str:
-    """OpenAI multi-part content: the text parts joined by blank lines; the types of the other
-    parts (images, audio, files) are appended to ``non_text``."""
-    texts = []
-    for k, part in enumerate(parts):
-        if isinstance(part, str):
-            texts.append(part)
-            continue
-        if not isinstance(part, dict):
-            raise _Reject(
-                "conversation", f"turn {turn}: part {k}: expected an object, got {type(part).__name__}"
+        found = [("conversation", n) for n in CONVERSATION_CANDIDATES if n in rec]
+        found += [("text", n) for n in TEXT_CANDIDATES if n in rec]
+        if not found:
+            raise UserError(
+                f"{label}: no usable text column (looked for "
+                f"{', '.join(CONVERSATION_CANDIDATES + TEXT_CANDIDATES)}; columns are: {', '.join(rec)}); "
+                "name one with --text-column"
             )
-        kind = part.get("type")
-        key = _TEXT_PARTS.get(kind) if isinstance(kind, str) else ("text" if "text" in part else None)
-        if key is not None and isinstance(part.get(key), str):
-            texts.append(part[key])
+        shape, source = found[0]
+    return Shape(shape, source, id_column or next((c for c in ID_CANDIDATES if c in rec), None))
+
+
+def ingest(
+    label: Path | str,
+    records: Iterable[Record],
+    *,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    limit: int | None = None,
+    max_chars: int = 1000,
+    chunk_rows: int | None = None,
+    select: Collection[int] | None = None,
+    stats: dict[str, int] | None = None,
+) -> Iterator[Chunk]:
+    """Check every record and yield the accepted rows and the rejects in chunks of up to
+    ``chunk_rows`` records (one chunk when None). ``limit`` stops after that many records;
+    ``select`` (0-based record numbers) reads only those. ``stats`` is kept up to date with
+    ``rows_read``, ``accepted`` and ``rejected``. A repeated id, or an input without a usable
+    row, raises :class:`UserError` (after the chunks before it)."""
+    stats = stats if stats is not None else {}
+    stats.update(rows_read=0, accepted=0, rejected=0)
+    wanted = None if select is None else {int(i) for i in select}
+    shape: Shape | None = None
+    seen: dict[str, int] = {}
+    chunk = Chunk([], [], 0, None)
+    first_reject: dict[str, Any] | None = None
+    for index, (line_no, rec, error, raw) in enumerate(records):
+        if limit is not None and stats["rows_read"] >= limit:
+            break
+        if wanted is not None and index not in wanted:
+            continue
+        stats["rows_read"] += 1
+        if rec is None:
+            chunk.rejects.append({"line": line_no, "field": None, "reason": error, "raw": raw})
         else:
-            non_text.append(f"turn {turn}: {kind if isinstance(kind, str) else 'untyped'}")
-    return "\n\n".join(texts)
-
-
-def _absent(value: Any) -> bool:
-    """An optional field left out: missing, null, or an empty CSV/TSV cell."""
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _check_bail_fields(rec: dict[str, Any]) -> None:
-    method = rec.get("bail_method")
-    if not _absent(method) and method not in BAIL_METHODS:
-        raise _Reject("bail_method", f"must be one of {', '.join(BAIL_METHODS)}, got {method!r}")
-    prob = rec.get("bail_probability")
-    if not _absent(prob):
-        try:
-            p = float(prob)
-        except (TypeError, ValueError) as exc:
-            raise _Reject("bail_probability", f"expected a number, got {prob!r}") from exc
-        if not 0.0 <= p <= 1.0:
-            raise _Reject("bail_probability", f"must be within [0, 1], got {p}")
-    journal = rec.get("journal")
-    if journal is not None and not isinstance(journal, str):
-        raise _Reject("journal", f"expected a string, got {type(journal).__name__}")
-
-
-def _preserve(value: Any) -> Any:
-    """Scalars stay as they are; nested values become JSON text so any schema can be stored."""
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return value
-
-
-# --------------------------------------------------------------------------- entry point
+            if shape is None:
+                shape = chunk.shape = detect_shape(label, rec, text_column, id_column)
+            try:
+                row = accept(rec, index, shape, max_chars)
+            except RowReject as rej:
+                raw = raw or json.dumps(rec, ensure_ascii=False, default=str)[: readers.RAW_KEPT]
+                chunk.rejects.append({"line": line_no, "field": rej.field, "reason": rej.reason, "raw": raw})
+            else:
+                cid = row["conversation_id"]
+                if cid in seen:
+                    raise UserError(
+                        f"{label}: line {line_no}: duplicate id '{cid}' (first seen on line {seen[cid]})"
+                    )
+                seen[cid] = line_no
+                row["source_line"] = line_no
+                chunk.rows.append(row)
+        if first_reject is None and chunk.rejects:
+            first_reject = chunk.rejects[0]
+        if chunk_rows is not None and len(chunk.rows) + len(chunk.rejects) >= chunk_rows:
+            stats["accepted"] += len(chunk.rows)
+            stats["rejected"] += len(chunk.rejects)
+            yield chunk
+            chunk = Chunk([], [], stats["accepted"], shape)
+    stats["accepted"] += len(chunk.rows)
+    stats["rejected"] += len(chunk.rejects)
+    if stats["rows_read"] == 0:
+        raise UserError(f"{label}: no rows")
+    if shape is None:
+        first = first_reject or {"reason": "?"}
+        raise UserError(f"{label}: no readable rows ({stats['rejected']} rejected; first: {first['reason']})")
+    if stats["accepted"] == 0:
+        first = first_reject or {"line": "?", "field": None, "reason": "?"}
+        raise UserError(
+            f"{label}: no usable rows: all {stats['rejected']} rejected "
+            f"(line {first['line']}, field '{first['field']}': {first['reason']})"
+        )
+    if chunk.rows or chunk.rejects:
+        yield chunk
 
 
 def read_input(
@@ -402,14 +190,42 @@ def read_input(
     id_column: str | None = None,
     limit: int | None = None,
     max_chars: int = 1000,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    select: Collection[int] | None = None,
 ) -> Ingested:
-    """Read ``path`` into an :class:`Ingested` (see the module docstring)."""
+    """Read ``path`` into an :class:`Ingested` (see the module docstring): all the chunks of
+    :func:`ingest` over :func:`bailclio.readers.iter_records`, joined."""
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: no such file")
-    if p.is_dir():
-        raise UserError(f"{p}: is a directory, expected an input file")
-    return _ingest(p, _records(p), text_column, id_column, limit, max_chars)
+    records = readers.iter_records(p, max_record_bytes)
+    chunks = ingest(
+        p,
+        records,
+        text_column=text_column,
+        id_column=id_column,
+        limit=limit,
+        max_chars=max_chars,
+        select=select,
+    )
+    return joined(chunks)
+
+
+def joined(chunks: Iterable[Chunk]) -> Ingested:
+    """One :class:`Ingested` from :func:`ingest`'s chunks."""
+    rows: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    shape: Shape | None = None
+    for chunk in chunks:
+        rows += chunk.rows
+        rejects += chunk.rejects
+        shape = chunk.shape or shape
+    assert shape is not None  # ingest raises on an input without a readable row
+    return Ingested(
+        frame=to_frame(rows, shape.shape),
+        rejects=rejects,
+        shape=shape.shape,
+        text_source=shape.source,
+        rows_read=len(rows) + len(rejects),
+    )
 
 
 def read_data(
@@ -433,10 +249,15 @@ def read_data(
         >>> read_data([[{"role": "user", "content": "hi"}]]).shape
         'conversation'
     """
-    return _ingest(label, _memory_records(data, label), text_column, id_column, limit, max_chars)
+    records = memory_records(data, label)
+    chunks = ingest(
+        label, records, text_column=text_column, id_column=id_column, limit=limit, max_chars=max_chars
+    )
+    return joined(chunks)
 
 
-def _memory_records(data: Any, label: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None, str]]:
+def memory_records(data: Any, label: str) -> Iterator[Record]:
+    """In-memory rows as the records :func:`ingest` takes."""
     if isinstance(data, pl.DataFrame):
         rows: Any = data.iter_rows(named=True)
     elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas
@@ -447,7 +268,10 @@ def _memory_records(data: Any, label: str) -> Iterator[tuple[int, dict[str, Any]
         rows = data
     for i, item in enumerate(rows, start=1):
         if isinstance(item, dict):
-            yield i, item, None, ""
+            if readers.nesting_depth(item) > readers.MAX_NESTING:
+                yield i, None, f"nested more than {readers.MAX_NESTING} levels deep", ""
+            else:
+                yield i, item, None, ""
         elif isinstance(item, str):
             yield i, {"text": item}, None, ""
         elif isinstance(item, list | tuple):
@@ -456,134 +280,14 @@ def _memory_records(data: Any, label: str) -> Iterator[tuple[int, dict[str, Any]
             yield i, None, f"expected a text, a transcript or a record, got {type(item).__name__}", repr(item)
 
 
-def _ingest(
-    p: Path | str,
-    records: Iterator[tuple[int, dict[str, Any] | None, str | None, str]],
-    text_column: str | None,
-    id_column: str | None,
-    limit: int | None,
-    max_chars: int,
-) -> Ingested:
-    accepted: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    shape: str | None = None
-    source: str | None = None
-    seen_ids: dict[str, int] = {}
-    id_field: str | None = None
-    rows_read = 0
-    for index, (line_no, rec, error, raw) in enumerate(records):
-        if limit is not None and rows_read >= limit:
-            break
-        rows_read += 1
-        if rec is None:
-            rejects.append({"line": line_no, "field": None, "reason": error, "raw": raw})
-            continue
-        if shape is None:
-            shape, source = _detect_shape(p, rec, text_column)
-            id_field = id_column or next((c for c in ID_CANDIDATES if c in rec), None)
-        try:
-            row = _accept(rec, index, shape, source, id_field, max_chars)
-        except _Reject as rej:
-            rejects.append(
-                {
-                    "line": line_no,
-                    "field": rej.field,
-                    "reason": rej.reason,
-                    "raw": raw or json.dumps(rec, ensure_ascii=False, default=str),
-                }
-            )
-            continue
-        cid = row["conversation_id"]
-        if cid in seen_ids:
-            raise UserError(f"{p}: line {line_no}: duplicate id '{cid}' (first seen on line {seen_ids[cid]})")
-        seen_ids[cid] = line_no
-        row["source_line"] = line_no
-        accepted.append(row)
-
-    if rows_read == 0:
-        raise UserError(f"{p}: no rows")
-    if shape is None:
-        raise UserError(f"{p}: no readable rows ({len(rejects)} rejected; first: {rejects[0]['reason']})")
-    if not accepted:
-        first = rejects[0]
-        raise UserError(
-            f"{p}: no usable rows: all {len(rejects)} rejected "
-            f"(line {first['line']}, field '{first['field']}': {first['reason']})"
-        )
-    frame = _to_frame(accepted, shape)
-    return Ingested(frame=frame, rejects=rejects, shape=shape, text_source=source or "", rows_read=rows_read)
-
-
-def _detect_shape(p: Path | str, rec: dict[str, Any], text_column: str | None) -> tuple[str, str]:
-    if text_column is not None:
-        if text_column not in rec:
-            raise UserError(f"{p}: text column '{text_column}' not found; columns are: {', '.join(rec)}")
-        shape = "conversation" if text_column in CONVERSATION_CANDIDATES else "text"
-        return shape, text_column
-    for name in CONVERSATION_CANDIDATES:
-        if name in rec:
-            return "conversation", name
-    for name in TEXT_CANDIDATES:
-        if name in rec:
-            return "text", name
-    raise UserError(
-        f"{p}: no usable text column (looked for {', '.join(CONVERSATION_CANDIDATES + TEXT_CANDIDATES)}; "
-        f"columns are: {', '.join(rec)}); name one with --text-column"
-    )
-
-
-def _accept(
-    rec: dict[str, Any], index: int, shape: str, source: str, id_field: str | None, max_chars: int
-) -> dict[str, Any]:
-    if id_field is None:
-        cid = str(index)
-    else:
-        value = rec.get(id_field)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise _Reject(id_field, "missing id")
-        if isinstance(value, dict | list):
-            raise _Reject(id_field, f"id must be a string or number, got {type(value).__name__}")
-        cid = str(value)
-    bad = _surrogate_field(rec)
-    if bad is not None:
-        raise _Reject(
-            bad, "not valid Unicode (a lone surrogate: bytes that were not UTF-8 or an unpaired \\u escape)"
-        )
-    _check_bail_fields(rec)
-    out: dict[str, Any] = {"conversation_id": cid}
+def to_frame(rows: list[dict[str, Any]], shape: str) -> pl.DataFrame:
+    """Accepted rows as the conversations table: every column any row has, in first-seen order."""
+    columns: dict[str, None] = {"conversation_id": None, "text": None}
     if shape == "conversation":
-        non_text: list[str] = []
-        turns = _clean_turns(rec.get(source), rec.get("bail_turn"), non_text)
-        out["text"] = render_conversation(turns, max_chars)
-        out["conversation"] = turns
-        if non_text:
-            out["non_text_parts"] = "; ".join(non_text)
-    else:
-        value = rec.get(source)
-        if value is None:
-            raise _Reject(source, "missing text")
-        if not isinstance(value, str):
-            raise _Reject(source, f"expected a string, got {type(value).__name__}")
-        if _is_blank(value):
-            raise _Reject(source, "empty text")
-        out["text"] = value.strip()
-    for key, value in rec.items():
-        if key in RESERVED or key == source:
-            if key == source and shape == "text" and key not in RESERVED:
-                out[key] = value
-            continue
-        out[key] = _preserve(value)
-    return out
-
-
-def _to_frame(rows: list[dict[str, Any]], shape: str) -> pl.DataFrame:
-    columns: list[str] = ["conversation_id", "text"]
-    if shape == "conversation":
-        columns.append("conversation")
+        columns["conversation"] = None
     for row in rows:
         for key in row:
-            if key not in columns:
-                columns.append(key)
+            columns.setdefault(key, None)
     data: dict[str, list[Any]] = {c: [r.get(c) for r in rows] for c in columns}
     series = []
     for name, values in data.items():
@@ -599,3 +303,43 @@ def _to_frame(rows: list[dict[str, Any]], shape: str) -> pl.DataFrame:
     if "source_line" in frame.columns:
         frame = frame.with_columns(pl.col("source_line").cast(pl.Int64))
     return frame
+
+
+@dataclass
+class Selection:
+    """The records ``--limit N --shuffle`` takes: N drawn at random (seeded) from the input."""
+
+    indices: np.ndarray  # sorted 0-based record numbers, in file order
+    records: int  # records in the input
+    seed: int
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records: enough to take the same rows again and to check them."""
+        listed = self.indices.tolist()
+        digest = hashlib.sha256(",".join(map(str, listed)).encode()).hexdigest()
+        return {
+            "shuffle": True,
+            "seed": self.seed,
+            "records_in_input": self.records,
+            "taken": len(listed),
+            "record_indices_sha256": digest,
+            "record_indices": listed,
+        }
+
+
+def shuffled_selection(
+    path: str | Path, limit: int, seed: int, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Selection:
+    """``limit`` record numbers of ``path`` drawn without replacement by a generator seeded with
+    ``seed`` (all of them when the input has no more)."""
+    n = readers.count_records(path, max_record_bytes)
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(n, size=min(limit, n), replace=False)).astype(np.int64)
+    return Selection(picked, n, seed)
+
+
+def input_selection(path: str | Path, cfg: Config) -> Selection | None:
+    """The records ``[input] limit`` with ``shuffle`` takes (None: the first ``limit``, or all)."""
+    if not (cfg.input.shuffle and cfg.input.limit):
+        return None
+    return shuffled_selection(path, cfg.input.limit, cfg.seed, cfg.input.max_record_bytes)

@@ -38,7 +38,7 @@ import polars as pl
 
 from bailclio.config import Config
 from bailclio.errors import UserError
-from bailclio.ingest import Ingested, read_input
+from bailclio.ingest import Ingested, input_selection, read_input
 from bailclio.naming import name_levels as name_levels  # re-exported
 from bailclio.provenance import VERSIONED_PACKAGES as VERSIONED_PACKAGES  # re-exported
 from bailclio.provenance import file_sha256
@@ -169,7 +169,7 @@ def read_inputs(paths: list[Path], cfg: Config, *, progress: bool = True) -> tup
     frames, rejects, infos, shapes = [], [], [], {}
     rows_read = 0
     for path, label in zip(paths, labels, strict=True):
-        ing = _read_one(path, cfg)
+        ing, selection = _read_one(path, cfg)
         shapes.setdefault(ing.shape, label)
         frame = ing.frame
         kept = {c: f"input_{c}" for c in (SOURCE, "source_id") if c in frame.columns}
@@ -184,6 +184,8 @@ def read_inputs(paths: list[Path], cfg: Config, *, progress: bool = True) -> tup
         rows_read += ing.rows_read
         info = {SOURCE: label, **_file_info(path), "rows_read": ing.rows_read, "rejected": len(ing.rejects)}
         infos.append({**info, "accepted": ing.frame.height, "text_source": ing.text_source})
+        if selection is not None:
+            infos[-1]["selection"] = selection
         if progress:
             log.info(f"[bailclio] {label}: {ing.frame.height} rows ({len(ing.rejects)} rejected)")
     if len(shapes) > 1:
@@ -212,14 +214,23 @@ def read_inputs(paths: list[Path], cfg: Config, *, progress: bool = True) -> tup
     return joined, input_info
 
 
-def _read_one(path: Path, cfg: Config) -> Ingested:
-    return read_input(
+def _read_one(path: Path, cfg: Config) -> tuple[Ingested, dict[str, Any] | None]:
+    """One input's rows, and which rows ``--limit`` (with ``--shuffle``) took, for the manifest."""
+    selection = input_selection(path, cfg)
+    ing = read_input(
         path,
         text_column=cfg.input.text_column,
         id_column=cfg.input.id_column,
-        limit=cfg.input.limit,
+        limit=None if selection is not None else cfg.input.limit,
         max_chars=cfg.input.max_chars,
+        max_record_bytes=cfg.input.max_record_bytes,
+        select=None if selection is None else selection.indices,
     )
+    if selection is not None:
+        return ing, selection.describe()
+    if cfg.input.limit is None:
+        return ing, None
+    return ing, {"shuffle": False, "limit": cfg.input.limit, "taken": ing.rows_read, "first_rows": True}
 
 
 def _file_info(path: Path) -> dict[str, Any]:
@@ -234,8 +245,10 @@ def _run_into(
     tx = taxonomer or Taxonomer(cfg, progress=progress)
     timer = Timer(verbose=progress)
     if len(paths) == 1:
-        ing: Ingested = timer.stage("read input", lambda: _read_one(paths[0], cfg), announce=False)
+        ing, selection = timer.stage("read input", lambda: _read_one(paths[0], cfg), announce=False)
         input_info = {**_file_info(paths[0]), "shape": ing.shape, "text_source": ing.text_source}
+        if selection is not None:
+            input_info["selection"] = selection
     else:
         ing, input_info = timer.stage(
             "read input", lambda: read_inputs(paths, cfg, progress=progress), announce=False

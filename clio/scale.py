@@ -59,6 +59,7 @@ class SamplePlan:
     indices: np.ndarray  # sorted record indices (0-based, in file order) of the sample
     stratify: str | None = None
     strata: dict[str, int] = field(default_factory=dict)  # value -> rows drawn
+    selection: Any = None  # the bailclio.ingest.Selection of ``--limit --shuffle``: the records read
 
 
 def choose_sample(n: int, size: int, seed: int, strata: list[Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -98,7 +99,10 @@ def sampling_plan(input_path: str | Path, cfg: Config) -> SamplePlan | None:
     size = cfg.scale.fit_sample
     if size <= 0:
         return None
-    n = count_records(input_path)
+    from bailclio.ingest import input_selection
+
+    selection = input_selection(input_path, cfg)
+    n = count_records(input_path, cfg.input.max_record_bytes) if selection is None else len(selection.indices)
     if cfg.input.limit is not None:
         n = min(n, cfg.input.limit)
     if n <= size:
@@ -107,19 +111,23 @@ def sampling_plan(input_path: str | Path, cfg: Config) -> SamplePlan | None:
         _log(f"{n} rows above fit_sample={size}, but the LLM stage summarises every row: fitting all")
         return None
     strata = column_values(input_path, cfg.scale.stratify) if cfg.scale.stratify else None
+    if selection is not None and strata is not None:
+        strata = [strata[i] for i in selection.indices]
     indices, drawn = choose_sample(n, size, cfg.seed, strata)
-    return SamplePlan(n, size, indices, cfg.scale.stratify, drawn)
+    if selection is not None:  # positions among the selected records -> record numbers
+        indices = selection.indices[indices]
+    return SamplePlan(n, size, indices, cfg.scale.stratify, drawn, selection)
 
 
 def _sample_records(input_path: Path, plan: SamplePlan, cfg: Config) -> tuple[list[dict[str, Any]], str]:
     """The sample's records (ids made explicit where the file has none) and the text column."""
     from bailclio.stream import detect_shape, iter_records
 
-    shape = detect_shape(input_path, cfg.input.text_column, cfg.input.id_column)
+    shape = detect_shape(input_path, cfg.input.text_column, cfg.input.id_column, cfg.input.max_record_bytes)
     wanted = plan.indices
     records: list[dict[str, Any]] = []
     j = 0
-    for index, (_, rec, _, _) in enumerate(iter_records(input_path)):
+    for index, (_, rec, _, _) in enumerate(iter_records(input_path, cfg.input.max_record_bytes)):
         if j >= len(wanted):
             break
         if index != wanted[j]:
@@ -250,10 +258,12 @@ def run_sampled(
             input_path,
             text_column=cfg.input.text_column,
             id_column=cfg.input.id_column,
-            limit=cfg.input.limit,
+            limit=cfg.input.limit if plan.selection is None else None,
             max_chars=cfg.input.max_chars,
             chunk_rows=cfg.scale.chunk_rows,
             stats=stats,
+            max_record_bytes=cfg.input.max_record_bytes,
+            select=None if plan.selection is None else plan.selection.indices,
         ):
             for rej in chunk.rejects:
                 rej_fh.write(json.dumps(rej, ensure_ascii=False, default=str) + "\n")
@@ -435,6 +445,15 @@ def _manifest(
         "sha256": file_sha256(input_path),
         "bytes": input_path.stat().st_size,
     }
+    if plan.selection is not None:
+        manifest["input"]["selection"] = plan.selection.describe()
+    elif cfg.input.limit is not None:
+        manifest["input"]["selection"] = {
+            "shuffle": False,
+            "limit": cfg.input.limit,
+            "taken": stats["rows_read"],
+            "first_rows": True,
+        }
     manifest["config"] = cfg.model_dump(mode="json")
     manifest["counts"] = counts
     manifest["embedding"] = {

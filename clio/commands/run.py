@@ -61,7 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out_option(p, "run directory (default: runs/<input>-<time>)")
     add_config_option(p, "TOML config file (see docs/configuration.md)")
     add_input_options(p, limit=True)
-    p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument(
+        "--shuffle",
+        action="store_true",
+        default=None,
+        help="with --limit N: take N rows drawn at random (seeded by --seed), not the first N",
+    )
+    p.add_argument("--seed", type=int, help="random seed (default 42; 0 to 2**32-1)")
     p.add_argument("--embedding-model", help="sentence-transformers model name or local folder")
     p.add_argument("--min-cluster-size", type=int, help="HDBSCAN min_cluster_size (default from N)")
     p.add_argument("--n-top", type=int, help="number of top-level categories (default from leaves)")
@@ -86,6 +92,7 @@ def config_from_args(args: argparse.Namespace):
         "input.text_column": args.text_column,
         "input.id_column": args.id_column,
         "input.limit": args.limit,
+        "input.shuffle": args.shuffle,
         "seed": args.seed,
         "embedding.model": args.embedding_model,
         "cluster.min_cluster_size": args.min_cluster_size,
@@ -100,6 +107,16 @@ def config_from_args(args: argparse.Namespace):
         "scale.ray_address": args.ray_address,
     }
     return load_config(args.config, overrides)
+
+
+def selection_line(selection: dict) -> str:
+    """Which input rows the run took, in one line."""
+    if selection.get("shuffle"):
+        return (
+            f"rows: {selection['taken']} of {selection['records_in_input']} drawn at random "
+            f"(--shuffle, seed {selection['seed']}; record numbers in manifest.json input.selection)"
+        )
+    return f"rows: the first {selection['taken']} (--limit {selection['limit']}; --shuffle draws at random)"
 
 
 def _clustered_on(llm: dict) -> str:
@@ -155,6 +172,9 @@ def main(args: argparse.Namespace) -> int:
     run = Run(result.path, result.manifest, pl.DataFrame(), result.assignments, result.taxonomy)
     print_tree(run, depth=2, file=sys.stdout)
     print_summary(result.manifest, result.path, file=sys.stdout)
+    selection = result.manifest.get("input", {}).get("selection")
+    if selection:
+        print(selection_line(selection), file=sys.stdout)
     llm = result.manifest.get("llm")
     if llm:
         t = llm["total"]

@@ -38,6 +38,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "stages",
         (
+            "bailclio.readers",
+            "bailclio.rows",
             "bailclio.ingest",
             "bailclio.reduce",
             "bailclio.cluster",
