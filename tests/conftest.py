@@ -87,7 +87,7 @@ def run_dir(base_run: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def session_server():
     """One scripted OpenAI-compatible server on 127.0.0.1 for the LLM client tests."""
-    from scripted_server import ScriptedServer
+    from support.scripted_server import ScriptedServer
 
     with ScriptedServer() as srv:
         yield srv

@@ -9,7 +9,7 @@ entries ``{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}``), v
 
 Usage::
 
-    from scripted_server import Reply, ScriptedServer
+    from support.scripted_server import Reply, ScriptedServer
 
     with ScriptedServer(latency_ms=50) as srv:           # srv.base_url == "http://127.0.0.1:PORT/v1"
         srv.push(Reply(status=429, retry_after=0.2))      # queue: consumed one per request, FIFO
@@ -77,7 +77,7 @@ still recorded in ``requests``).
 
 Run standalone (a separate process, e.g. for benchmarks)::
 
-    python -m scripted_server --latency-ms 50      # prints "PORT <n>", serves until killed
+    python -m support.scripted_server --latency-ms 50     # prints "PORT <n>", serves until killed
 """
 
 from __future__ import annotations

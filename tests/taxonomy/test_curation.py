@@ -156,7 +156,7 @@ def test_a_broken_log_is_one_clear_error(run_dir: Path, content: str, message: s
 
 @pytest.mark.parametrize("depth", [3, 5])
 def test_a_leaf_moved_under_a_node_two_levels_up_is_refused(fixed_runs, depth: int, tmp_path: Path) -> None:
-    from explorer_runs import copy_run
+    from support.explorer_runs import copy_run
 
     run_dir = copy_run(fixed_runs.run(depth), tmp_path / "runs" / "r1")
     run = load_run(run_dir)
