@@ -8,8 +8,8 @@ lists, breakdowns, map points, run comparison, downloads) is a function of an ``
 
 from __future__ import annotations
 
-import io
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import polars as pl
 
 from bailclio import rundir
 from bailclio.rundir import Run
-from bailclio.taxonomy.model import Taxonomy, level_label, level_stem
+from bailclio.taxonomy.export import EXTENSIONS, export_frame, write_frame
+from bailclio.taxonomy.model import Taxonomy, level_label
 
 BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
 FACET_PREFIX = "facet_"
@@ -328,44 +329,26 @@ def taxonomy_json(run: Run) -> bytes:
 
 
 def labels_frame(run: Run) -> pl.DataFrame:
-    """conversation_id, each level's id and name, is_outlier, then every input column."""
-    tax = run.taxonomy
-    depth = max(tax.depth, 1)
-    names = {n.id: n.name for n in tax.nodes}
-    cols: list[pl.Expr] = [pl.col("conversation_id")]
-    for i in range(depth):
-        lvl = level_stem(i, depth)
-        ids = pl.col("path").list.get(i, null_on_oob=True)
-        cols += [ids.alias(f"{lvl}_id"), ids.replace_strict(names, default=None).alias(f"{lvl}_name")]
-    cols.append(pl.col("is_outlier"))
-    labels = run.assignments.select(cols)
-    inputs = run.conversations
-    return labels.join(inputs, on="conversation_id", how="left", maintain_order="left")
+    """conversation_id, each level's id and name, is_outlier, then every input column: the table
+    ``bailclio export --format parquet`` writes (:func:`bailclio.taxonomy.export.export_frame`)."""
+    return export_frame(run, "parquet")[0]
+
+
+def labels_bytes(run: Run, fmt: str) -> bytes:
+    """The file ``bailclio export RUNDIR --format fmt`` writes, as bytes (the same code writes it)."""
+    frame, _ = export_frame(run, fmt)
+    with tempfile.TemporaryDirectory(prefix="bailclio-download-") as tmp:
+        path = Path(tmp) / f"labels{EXTENSIONS[fmt]}"
+        write_frame(frame, fmt, path)
+        return path.read_bytes()
 
 
 def labels_csv(run: Run) -> bytes:
-    frame = labels_frame(run)
-    nested = [c for c, t in frame.schema.items() if isinstance(t, pl.List | pl.Struct | pl.Array)]
-    if nested:
-        frame = frame.with_columns(
-            pl.col(c).map_elements(
-                lambda v: json.dumps(_plain(v), ensure_ascii=False), return_dtype=pl.String
-            )
-            for c in nested
-        )
-    return frame.write_csv().encode("utf-8")
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, pl.Series):
-        return v.to_list()
-    return v
+    return labels_bytes(run, "csv")
 
 
 def labels_parquet(run: Run) -> bytes:
-    buf = io.BytesIO()
-    labels_frame(run).write_parquet(buf)
-    return buf.getvalue()
+    return labels_bytes(run, "parquet")
 
 
 # --------------------------------------------------------------------------- compare

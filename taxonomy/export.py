@@ -157,7 +157,7 @@ def export_frame(
     extra = extra.rename({c: f"input_{c}" for c in extra.columns if c in frame.columns})
     frame = pl.concat([frame, extra], how="horizontal").filter(pl.Series(keep))
     if fmt == "csv":
-        frame = conversation_as_json_text(frame)
+        frame = nested_as_json_text(conversation_as_json_text(frame))
     return frame, dropped
 
 
@@ -174,6 +174,17 @@ def conversation_as_json_text(frame: pl.DataFrame) -> pl.DataFrame:
             ],
             dtype=pl.String,
         )
+    )
+
+
+def nested_as_json_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every list or struct column as JSON text (CSV holds no nested values)."""
+    nested = [c for c, t in frame.schema.items() if isinstance(t, pl.List | pl.Struct | pl.Array)]
+    return frame.with_columns(
+        pl.Series(
+            c, [None if v is None else json.dumps(v, ensure_ascii=False) for v in frame[c].to_list()]
+        ).cast(pl.String)
+        for c in nested
     )
 
 
