@@ -113,6 +113,19 @@ class Explorer:
         return self.taxonomy.by_id.get(node_id)
 
 
+def tree_order(tax: Taxonomy) -> list[str]:
+    """Every node id, depth first: each top category (largest first) followed by its subtree."""
+    out: list[str] = []
+
+    def visit(parent: str | None) -> None:
+        for n in sorted(tax.children(parent), key=lambda x: (-x.size, x.id)):
+            out.append(n.id)
+            visit(n.id)
+
+    visit(None)
+    return out
+
+
 def level_names(depth: int) -> list[str]:
     """Each level's name for people, top first (:func:`bailclio.taxonomy.model.level_label`)."""
     return [level_label(lv, depth) for lv in range(depth)]
@@ -147,6 +160,7 @@ def prepare(run: Run) -> Explorer:
                 "level": n.level,
                 "name": n.name,
                 "description": n.description,
+                "keywords": ", ".join(n.keywords),
                 "size": n.size,
                 "share": n.size / total if total else 0.0,
                 "share_of_parent": n.size / parent.size if parent and parent.size else 1.0,
@@ -160,6 +174,7 @@ def prepare(run: Run) -> Explorer:
             "level": pl.Int64,
             "name": pl.String,
             "description": pl.String,
+            "keywords": pl.String,
             "size": pl.Int64,
             "share": pl.Float64,
             "share_of_parent": pl.Float64,
@@ -243,13 +258,17 @@ def apply_filters(ex: Explorer, filters: Filters | None, frame: pl.DataFrame | N
 
 
 def search_conversations(ex: Explorer, query: str, filters: Filters | None = None) -> pl.DataFrame:
-    """Rows whose text (or conversation id) contains ``query`` (case-insensitive), filters applied."""
+    """Rows whose text, label columns or facets contain ``query``, or whose conversation id is it
+    (case-insensitive), filters applied."""
     frame = apply_filters(ex, filters)
     q = query.strip().lower()
     if q:
-        frame = frame.filter(
-            pl.col("_lc").str.contains(q, literal=True) | (pl.col("conversation_id").str.to_lowercase() == q)
+        hit = pl.col("_lc").str.contains(q, literal=True) | (
+            pl.col("conversation_id").str.to_lowercase() == q
         )
+        for c in (*ex.label_columns, *ex.facet_columns):
+            hit |= pl.col(c).cast(pl.String).str.to_lowercase().str.contains(q, literal=True).fill_null(False)
+        frame = frame.filter(hit)
     return frame
 
 
@@ -260,6 +279,7 @@ def search_nodes(ex: Explorer, query: str) -> pl.DataFrame:
     hit = (
         pl.col("name").str.to_lowercase().str.contains(q, literal=True)
         | pl.col("description").str.to_lowercase().str.contains(q, literal=True)
+        | pl.col("keywords").str.to_lowercase().str.contains(q, literal=True)
         | (pl.col("id").str.to_lowercase() == q)
     )
     return ex.nodes.filter(hit).sort(["level", "size"], descending=[False, True])
@@ -298,6 +318,29 @@ def breakdown(ex: Explorer, node_id: str, column: str) -> pl.DataFrame:
 def conversation(ex: Explorer, conversation_id: str) -> dict[str, Any] | None:
     rows = ex.frame.filter(pl.col("conversation_id") == conversation_id)
     return rows.row(0, named=True) if rows.height else None
+
+
+def details_table(ex: Explorer, row: dict[str, Any]) -> pl.DataFrame:
+    """A conversation's input columns as readable ``field``/``value`` rows (no map coordinates,
+    no JSON): lists and records are written as ``key: value`` text."""
+
+    def readable(v: Any) -> str:
+        if v is None:
+            return "—"
+        if isinstance(v, dict):
+            return "; ".join(f"{k}: {readable(x)}" for k, x in v.items())
+        if isinstance(v, list | tuple):
+            return ", ".join(readable(x) for x in v)
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    fields = [c for c in ex.meta_columns if c not in ("journal",)]
+    values = [readable(row.get(c)) for c in fields]
+    if row.get("outlier_score") is not None:
+        fields.append("outlier score")
+        values.append(readable(row.get("outlier_score")))
+    return pl.DataFrame({"field": fields, "value": values}, schema={"field": pl.String, "value": pl.String})
 
 
 # --------------------------------------------------------------------------- map

@@ -1,6 +1,7 @@
 """The explorer page (run by ``app.py``): picks a run directory and shows its taxonomy.
 
-Views: Taxonomy (tree + sunburst), Map, Node, Conversation, Search, Compare, Curate, Downloads.
+Views: Taxonomy (tree + sunburst), Map, Node, Conversation, Search, Compare (runs), Groups
+(one run's rows split by a column), Curate, Downloads.
 The selected node and conversation live in ``st.session_state`` ("node", "conv") so a click in one
 view selects everywhere. A run is loaded once per (path, file times) and never recomputed.
 
@@ -14,17 +15,19 @@ saying whether it exists), and when :data:`bailclio.explorer.TOKEN_ENV` is set (
 beyond loopback) it shows nothing until the visitor gives that token (``?token=`` or the form).
 
 The views live in ``views_tree`` (Taxonomy, Map), ``views_node`` (Node, Conversation, Search),
-``views_compare`` and ``views_curate`` (Curate, Downloads); ``widgets`` holds what they share.
+``views_compare``, ``views_groups`` and ``views_curate`` (Curate, Downloads); ``widgets`` holds
+what they share.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from bailclio.explorer.access import authorised
+from bailclio.explorer.access import allowed_roots, authorised
 from bailclio.explorer.sidebar import VIEWS, sidebar
 from bailclio.explorer.views_compare import view_compare
 from bailclio.explorer.views_curate import view_curate, view_downloads
+from bailclio.explorer.views_groups import view_groups
 from bailclio.explorer.views_node import view_conversation, view_node, view_search
 from bailclio.explorer.views_tree import view_map, view_taxonomy
 
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     for kind, msg in st.session_state.pop("flash", []):
         (st.error if kind == "error" else st.success)(msg)
-    ex, runs = sidebar(list(argv or []))
+    roots = allowed_roots(list(argv or []))
+    ex, runs = sidebar(roots)
     if ex is None:
         return
     view = st.session_state.get("view", VIEWS[0])
@@ -50,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     elif view == "Search":
         view_search(ex)
     elif view == "Compare":
-        view_compare(ex, runs)
+        view_compare(ex, runs, roots)
+    elif view == "Groups":
+        view_groups(ex)
     elif view == "Curate":
         view_curate(ex)
     elif view == "Downloads":

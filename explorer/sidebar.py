@@ -11,15 +11,14 @@ from bailclio import rundir
 from bailclio.errors import UserError
 from bailclio.explorer import data as D
 from bailclio.explorer import widgets as W
-from bailclio.explorer.access import allowed_roots, is_allowed
+from bailclio.explorer.access import is_allowed
 
-VIEWS = ("Taxonomy", "Map", "Node", "Conversation", "Search", "Compare", "Curate", "Downloads")
+VIEWS = ("Taxonomy", "Map", "Node", "Conversation", "Search", "Compare", "Groups", "Curate", "Downloads")
 
 
-def sidebar(argv: list[str]) -> tuple[D.Explorer | None, list[str]]:
+def sidebar(roots: list[Path]) -> tuple[D.Explorer | None, list[str]]:
     sb = st.sidebar
     sb.title("bailclio explorer")
-    roots = allowed_roots(argv)
     if "runs_root" not in st.session_state:
         st.session_state["runs_root"] = str(roots[0])
     sb.text_input("Run directory or folder of runs", key="runs_root")
@@ -75,13 +74,18 @@ def sidebar(argv: list[str]) -> tuple[D.Explorer | None, list[str]]:
         return None, runs
 
     # Keep selections valid for this run before their widgets are created.
-    ids = [n.id for n in sorted(ex.taxonomy.nodes, key=lambda n: (n.level, -n.size, n.id))]
+    ids = D.tree_order(ex.taxonomy)
     if st.session_state.get("node") not in ids:
         st.session_state["node"] = ""
     st.session_state.setdefault("view", VIEWS[0])
     sb.radio("View", VIEWS, key="view")
+    sb.text_input("Find a node", key="node_find", placeholder="name, description, keyword or id")
+    found = (st.session_state.get("node_find") or "").strip()
+    if found:
+        hits = set(D.search_nodes(ex, found)["id"].to_list()) | {st.session_state.get("node")}
+        ids = [i for i in ids if i in hits]
     sb.selectbox(
-        "Selected node",
+        f"Selected node ({len(ids)} shown)" if found else "Selected node",
         ["", *ids],
         key="node",
         format_func=lambda i: "(none)" if not i else ("  " * ex.node(i).level) + W.node_label(ex, i),

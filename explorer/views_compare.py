@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import streamlit as st
 
 from bailclio.errors import UserError
 from bailclio.explorer import data as D
 from bailclio.explorer import widgets as W
+from bailclio.explorer.access import is_allowed
+from bailclio.rundir import is_run_dir
+
+REFUSED = (
+    "Cannot open that path as a run: give a run directory under the folders this explorer was "
+    "started with, or pick one below."
+)
 
 
-def view_compare(ex: D.Explorer, runs: list[str]) -> None:
+def other_run(typed: str, roots: list[Path]) -> D.Explorer | None:
+    """The run at ``typed`` when it lies under ``roots`` and loads; None otherwise. The caller shows
+    one message for every refusal, so the page never tells which paths exist."""
+    path = Path(typed)
+    if not is_allowed(path, roots) or not is_run_dir(path):
+        return None
+    try:
+        return W.load(str(path.resolve()))
+    except Exception:  # noqa: BLE001 - one message for any refusal (see above)
+        return None
+
+
+def view_compare(ex: D.Explorer, runs: list[str], roots: list[Path]) -> None:
     import plotly.graph_objects as go
 
     st.header("Compare runs")
@@ -26,15 +46,22 @@ def view_compare(ex: D.Explorer, runs: list[str]) -> None:
             key="cmp_pick",
             format_func=lambda p: D.run_label(W.describe_cached(p, D.run_signature(p))),
         )
-    other = typed or st.session_state.get("cmp_pick")
-    if not other:
+    picked = st.session_state.get("cmp_pick")
+    if not typed and not picked:
         st.info("Only one run was found; enter the path of another run directory.")
         return
-    try:
-        other_ex = W.load(other)
-    except UserError as exc:
-        st.error(f"Cannot open the other run: {exc}")
-        return
+    if typed:
+        other_ex = other_run(typed, roots)
+        if other_ex is None:
+            st.error(REFUSED)
+            return
+    else:
+        try:
+            other_ex = W.load(picked)
+        except UserError as exc:  # a run the sidebar listed (under the roots): its error is shown
+            st.error(f"Cannot open the other run: {exc}")
+            return
+    other = str(other_ex.run.path)
     depth = min(ex.depth, other_ex.depth)
     level = st.selectbox(
         "Level", list(range(depth)), key="cmp_level", format_func=lambda i: ex.level_names[i]

@@ -99,15 +99,8 @@ def view_conversation(ex: D.Explorer) -> None:
             for c in ex.facet_columns:
                 st.caption(c[len(D.FACET_PREFIX) :])
                 st.text(str(row.get(c)) if row.get(c) is not None else "—")
-        st.subheader("Metadata")
-        meta = {c: row.get(c) for c in ex.meta_columns}
-        meta.update({"outlier_score": row.get("outlier_score"), "x": row.get("x"), "y": row.get("y")})
-        st.json(
-            {
-                k: (v if isinstance(v, str | int | float | bool) or v is None else str(v))
-                for k, v in meta.items()
-            }
-        )
+        st.subheader("Details")
+        st.dataframe(D.details_table(ex, row), hide_index=True, key="conv_details")
 
 
 def view_search(ex: D.Explorer) -> None:

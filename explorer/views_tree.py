@@ -148,12 +148,13 @@ def view_map(ex: D.Explorer) -> None:
             )
         )
     fig.update_layout(
-        height=620,
+        height=680,
         margin={"t": 10, "l": 10, "r": 10, "b": 10},
         dragmode="lasso",
         xaxis={"visible": False},
         yaxis={"visible": False},
-        legend={"itemsizing": "constant"},
+        # the legend sits under the map, clear of the toolbar in the top right corner
+        legend={"itemsizing": "constant", "orientation": "h", "yanchor": "top", "y": -0.02, "x": 0},
     )
     event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))
     rows = []

@@ -98,7 +98,8 @@ def node_button(ex: D.Explorer, node_id: str, key: str, *, container: Any = st) 
 
 
 def conversation_list(ex: D.Explorer, frame: pl.DataFrame, page_key: str, prefix: str) -> None:
-    """A paged list: open button, leaf button, snippet."""
+    """A paged list: open button, leaf button (only when the list spans several leaves: a node's
+    own members do not repeat its name on every row), snippet."""
     n = frame.height
     if n == 0:
         st.info("No conversations.")
@@ -110,9 +111,13 @@ def conversation_list(ex: D.Explorer, frame: pl.DataFrame, page_key: str, prefix
         st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=page_key)
     page_no = int(st.session_state.get(page_key, 1))
     leaf = f"lvl{ex.depth - 1}"
+    several = frame[leaf].n_unique() > 1
     for row in D.page(frame, page_no, PAGE_SIZE).iter_rows(named=True):
         cid = row["conversation_id"]
-        a, b, c = st.columns([0.18, 0.27, 0.55])
+        if several:
+            a, b, c = st.columns([0.18, 0.27, 0.55])
+        else:
+            (a, c), b = st.columns([0.18, 0.82]), None
         a.button(
             f"open {esc(cid, 24)}",
             key=f"{prefix}_open_{cid}",
@@ -120,7 +125,7 @@ def conversation_list(ex: D.Explorer, frame: pl.DataFrame, page_key: str, prefix
             args=(cid,),
             help="Open this conversation",
         )
-        if row.get(leaf):
+        if b is not None and row.get(leaf):
             b.button(
                 esc(D.snippet(row.get(f"{leaf}_name"), 40)),
                 key=f"{prefix}_node_{cid}",

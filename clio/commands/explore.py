@@ -72,6 +72,8 @@ def command(paths: list[str] | str, port: int, host: str) -> list[str]:
         str(port),
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",  # a viewer's menu: no "Deploy" button, no developer options
+        "viewer",
         "--",
         *([paths] if isinstance(paths, str) else paths),
     ]

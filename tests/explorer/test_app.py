@@ -125,9 +125,12 @@ def test_conversation_view_marks_bail_turn_and_shows_journal_facets_metadata(run
     assert [w.value for w in at.warning] == ["Bail turn: the model left the conversation here."]
     assert row["journal"][0] in shown
     assert row["facet_request"][0] in shown
-    meta = json.loads(at.json[0].value)
+    details = at.dataframe(key="conv_details").value
+    meta = dict(zip(details["field"], details["value"], strict=True))
     assert meta["model"] == row["model"][0] and meta["bail_method"] == row["bail_method"][0]
     assert meta["category"] == row["category"][0]
+    assert not {"x", "y"} & set(meta), "map coordinates are not conversation details"
+    assert not at.json, "details are a readable table, not raw JSON"
 
 
 def test_hostile_markup_is_shown_literally_never_as_html(run_dir: Path) -> None:
@@ -177,7 +180,10 @@ def test_search_finds_conversations_and_nodes_and_jumps(run_dir: Path) -> None:
     go(at, "Search")
     at.text_input(key="q").input("DEEPFAKE").run()
     conv = pl.read_parquet(run_dir / "conversations.parquet")
-    expected = conv.filter(pl.col("text").str.to_lowercase().str.contains("deepfake"))["conversation_id"]
+    in_text = pl.col("text").str.to_lowercase().str.contains("deepfake")
+    in_labels = pl.col("category").str.to_lowercase().str.contains("deepfake")
+    in_facet = pl.col("facet_request").str.to_lowercase().str.contains("deepfake")
+    expected = conv.filter(in_text | in_labels | in_facet)["conversation_id"]
     header = next(s.value for s in at.subheader if s.value.startswith("Conversations"))
     assert header == f"Conversations ({len(expected):,})"
     opened = button(at, "search_open_")
@@ -251,6 +257,59 @@ def test_compare_shows_shares_and_categories_that_vanish(run_dir: Path) -> None:
     assert all(v > 0.99 for v in list(same["centroid_similarity"]) if v == v)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["type"] for t in spec["data"]] == ["bar", "bar"]
+
+
+def test_compare_box_refuses_every_path_outside_the_roots_with_one_message(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    from bailclio.explorer.views_compare import REFUSED
+
+    outside = copy_run(run_dir, tmp_path / "elsewhere" / "r9")
+    (run_dir.parent / "notes").mkdir()
+    at = open_app(run_dir.parent)
+    go(at, "Compare")
+    for typed in (str(outside), "/etc", str(tmp_path / "missing"), str(run_dir.parent / "notes"), "../../.."):
+        at.text_input(key="cmp_path").input(typed).run()
+        assert not at.exception
+        assert [e.value for e in at.error] == [REFUSED], typed
+        assert not at.dataframe
+    at.text_input(key="cmp_path").input(str(run_dir)).run()
+    assert not at.error and at.dataframe
+
+
+def test_member_list_names_the_leaf_only_when_it_spans_several(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    run = load_run(run_dir)
+    top = next(t for t in run.taxonomy.roots if len(run.taxonomy.children(t.id)) >= 2)
+    leaf = max(run.taxonomy.children(top.id), key=lambda n: n.size)
+    at.sidebar.selectbox(key="node").set_value(leaf.id).run()
+    go(at, "Node")
+    assert [b for b in at.button if b.key.startswith("member_open_")]
+    assert not [b for b in at.button if b.key.startswith("member_node_")]
+    at.sidebar.selectbox(key="node").set_value(top.id).run()
+    assert [b for b in at.button if b.key.startswith("member_node_")]
+
+
+def test_node_finder_narrows_the_node_picker(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    run = load_run(run_dir)
+    leaf = max(run.taxonomy.leaves, key=lambda n: n.size)
+    everything = at.sidebar.selectbox(key="node").options
+    at.sidebar.text_input(key="node_find").input(leaf.id).run()
+    narrowed = at.sidebar.selectbox(key="node").options
+    assert len(narrowed) == 2 and leaf.id in narrowed[1]  # "(none)" and the node
+    word = leaf.keywords[-1].lower()
+    at.sidebar.text_input(key="node_find").input(word.upper()).run()
+    hits = [o.rsplit("[", 1)[1].rstrip("]") for o in at.sidebar.selectbox(key="node").options[1:]]
+    assert leaf.id in hits and len(hits) < len(everything)
+    for node in (run.taxonomy.by_id[h] for h in hits):
+        assert word in " ".join([node.name, node.description, *node.keywords]).lower()
+
+
+def test_map_legend_sits_below_the_plot_clear_of_the_toolbar(run_dir: Path) -> None:
+    at = go(open_app(run_dir), "Map")
+    legend = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["legend"]
+    assert legend["orientation"] == "h" and legend["y"] < 0
 
 
 def _curate_app(run_dir: Path, node_id: str) -> AppTest:
@@ -376,6 +435,13 @@ def test_bad_curation_log_shows_an_error(run_dir: Path) -> None:
     )
     at = open_app(run_dir)
     assert "curation.json: edit 0 (merge)" in at.error[0].value
+
+
+def test_explore_command_serves_a_viewer_toolbar_without_deploy() -> None:
+    from bailclio.commands.explore import command
+
+    cmd = command(["runs"], 8501, "127.0.0.1")
+    assert cmd[cmd.index("--client.toolbarMode") + 1] == "viewer"
 
 
 def test_explore_command_serves_the_app_on_localhost(run_dir: Path) -> None:
