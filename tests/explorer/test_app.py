@@ -125,7 +125,7 @@ def test_conversation_view_marks_bail_turn_and_shows_journal_facets_metadata(run
     assert [w.value for w in at.warning] == ["Bail turn: the model left the conversation here."]
     assert row["journal"][0] in shown
     assert row["facet_request"][0] in shown
-    details = at.dataframe(key="conv_details").value
+    details = next(d.value for d in at.dataframe if "field" in d.value.columns)
     meta = dict(zip(details["field"], details["value"], strict=True))
     assert meta["model"] == row["model"][0] and meta["bail_method"] == row["bail_method"][0]
     assert meta["category"] == row["category"][0]
@@ -272,9 +272,9 @@ def test_compare_box_refuses_every_path_outside_the_roots_with_one_message(
         at.text_input(key="cmp_path").input(typed).run()
         assert not at.exception
         assert [e.value for e in at.error] == [REFUSED], typed
-        assert not at.dataframe
+        assert not [d for d in at.dataframe if "status" in d.value.columns]
     at.text_input(key="cmp_path").input(str(run_dir)).run()
-    assert not at.error and at.dataframe
+    assert not at.error and [d for d in at.dataframe if "status" in d.value.columns]
 
 
 def test_member_list_names_the_leaf_only_when_it_spans_several(run_dir: Path) -> None:
@@ -310,6 +310,27 @@ def test_map_legend_sits_below_the_plot_clear_of_the_toolbar(run_dir: Path) -> N
     at = go(open_app(run_dir), "Map")
     legend = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["legend"]
     assert legend["orientation"] == "h" and legend["y"] < 0
+
+
+def test_groups_view_shows_each_nodes_share_per_group_with_intervals(run_dir: Path) -> None:
+    from bailclio.taxonomy.compare import compare_groups
+
+    at = go(open_app(run_dir), "Groups")
+    assert at.selectbox(key="grp_by").options[:2] == ["model", "bail_method"]
+    at.selectbox(key="grp_by").set_value("category").run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "significant" in d.value.columns)
+    run = load_run(run_dir)
+    result = compare_groups(run, "category", 0)
+    assert list(table["id"]) == [n.id for n in result.nodes]
+    for g in result.groups:
+        assert list(table[f"{g}: rows"]) == [n.groups[g].n for n in result.nodes]
+        assert sum(table[f"{g}: rows"]) == result.group_sizes[g]
+    assert list(table["significant"]).count("yes") == len(result.significant)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(spec["data"]) == len(result.groups)
+    for trace in spec["data"]:
+        assert trace["error_x"]["array"] and trace["error_x"]["arrayminus"]
 
 
 def _curate_app(run_dir: Path, node_id: str) -> AppTest:
