@@ -15,7 +15,7 @@ from bailclio import __version__
 from bailclio.errors import LLMUnavailable, UserError
 
 # Each name is a module in clio/commands exposing ``register(subparsers)``.
-COMMANDS = ("run", "show", "explore", "export", "assign", "diff", "compare", "eval", "detect")
+COMMANDS = ("run", "show", "explore", "export", "assign", "diff", "compare", "eval", "detect", "report")
 
 
 def ensure_numba_cache() -> None:

@@ -88,6 +88,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.scale_ray",
             "bailclio.tree",
             "bailclio.detect.runner",
+            "bailclio.report*",
         ),
     ),
     ("commands and explorer", ("bailclio.commands*", "bailclio.cli", "bailclio.explorer*")),

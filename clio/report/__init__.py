@@ -1,0 +1,1 @@
+"""``bailclio report``: the study's figures for detect folders (and a run) as one HTML page."""
