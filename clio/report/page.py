@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import html
 import io
-import os
-import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import polars as pl
 
 from bailclio import atomic
 from bailclio.errors import UserError
+from bailclio.outputs import check_output_file
 from bailclio.report.data import collect, input_files, read_detect
 from bailclio.report.figures import interval_plot
 
@@ -180,19 +179,6 @@ def render(numbers: pl.DataFrame, detect_dirs: list[str | Path], run: str | Path
     )
 
 
-def check_output(path: Path, inputs: list[Path]) -> None:
-    """Refuse to replace a symlink, anything but a regular file, or a file the report reads."""
-    if path.is_symlink():
-        raise UserError(f"{path}: is a symbolic link; choose another --out")
-    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
-        raise UserError(f"{path}: exists and is not a regular file; choose another --out")
-    if not path.parent.is_dir():
-        raise UserError(f"{path.parent}: no such directory")
-    real = os.path.realpath(path)
-    if any(os.path.realpath(f) == real for f in inputs):
-        raise UserError(f"{path}: is one of the report's inputs; choose another --out")
-
-
 def write_report(
     detect_dirs: list[str | Path], out: str | Path, run: str | Path | None = None
 ) -> dict[str, Any]:
@@ -202,14 +188,21 @@ def write_report(
     csv = page.with_suffix(".csv")
     if csv == page:
         raise UserError(f"{page}: --out must not end in .csv (the numbers are written beside it as .csv)")
-    inputs = input_files(detect_dirs, run)
-    for p in (page, csv):
-        check_output(p, inputs)
+    inputs = [*input_files(detect_dirs, run), *map(Path, detect_dirs)]
+    if run is not None:
+        inputs.append(Path(run))
+    # outputs.check_output_file: never an input, a run's or detect folder's own file, a device or
+    # folder; a symbolic link is written through (its target replaced, the link kept)
+    targets = [check_output_file(p, inputs) for p in (page, csv)]
     numbers = collect(detect_dirs, run)
     text = render(numbers, detect_dirs, run)
     buf = io.BytesIO()
     numbers.write_csv(buf)
+    targets[0].parent.mkdir(parents=True, exist_ok=True)
     atomic.write_files(
-        {csv: lambda p: p.write_bytes(buf.getvalue()), page: lambda p: p.write_text(text, encoding="utf-8")}
+        {
+            targets[1]: lambda p: p.write_bytes(buf.getvalue()),
+            targets[0]: lambda p: p.write_text(text, encoding="utf-8"),
+        }
     )
     return {"html": str(page), "csv": str(csv), "rows": numbers.height}

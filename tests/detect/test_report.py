@@ -109,19 +109,16 @@ def test_with_a_run_each_model_gets_its_category_shares(
     assert "Share of each top category per model" in out.read_text(encoding="utf-8")
 
 
-def test_outputs_never_replace_an_input_a_link_or_a_non_file(
+def test_outputs_never_replace_an_input_or_a_non_file_and_links_are_written_through(
     detect_dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     summary = detect_dirs[0] / "summary.json"
     before = summary.read_bytes()
-    link = tmp_path / "link.html"
-    link.symlink_to(tmp_path / "elsewhere.html")
     (tmp_path / "adir.html").mkdir()
     cases = [
-        (summary, "is one of the report's inputs"),
-        (link, "symbolic link"),
-        (tmp_path / "adir.html", "not a regular file"),
-        (tmp_path / "missing" / "r.html", "no such directory"),
+        (summary, "is the input"),
+        (detect_dirs[0] / "llm_cache.sqlite", "detect output folder"),
+        (tmp_path / "adir.html", "must be a regular file"),
         (tmp_path / "r.csv", "must not end in .csv"),
     ]
     for out, message in cases:
@@ -129,7 +126,15 @@ def test_outputs_never_replace_an_input_a_link_or_a_non_file(
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1], err
     assert summary.read_bytes() == before
-    assert not (tmp_path / "elsewhere.html").exists()
+    # a link stays a link, its target gets the page; a missing folder is created
+    target = tmp_path / "target.html"
+    target.write_text("old", encoding="utf-8")
+    link = tmp_path / "link.html"
+    link.symlink_to(target)
+    assert main(["report", *map(str, detect_dirs), "--out", str(link)]) == 0
+    assert link.is_symlink() and "Bails and refusals" in target.read_text(encoding="utf-8")
+    assert main(["report", *map(str, detect_dirs), "--out", str(tmp_path / "new" / "r.html")]) == 0
+    assert (tmp_path / "new" / "r.csv").is_file()
 
 
 def test_a_folder_that_is_not_a_detect_output_is_one_line_and_exit_2(
