@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import stat
 from collections import Counter
 from collections.abc import Iterator
@@ -266,9 +267,12 @@ def iter_json(path: Path, max_record_bytes: int) -> Iterator[Record]:
             yield i, rec, None, ""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def has_surrogate(s: str) -> bool:
     """A lone surrogate: bytes that were not UTF-8, or a JSON surrogate escape without its pair."""
-    return any("\ud800" <= ch <= "\udfff" for ch in s)
+    return _SURROGATE.search(s) is not None
 
 
 def _header(path: Path, reader: Any) -> list[str] | None:
@@ -323,7 +327,8 @@ def iter_delimited(path: Path, sep: str, max_record_bytes: int) -> Iterator[Reco
                 continue
             if not row or row == [""]:
                 continue
-            if len(row) != len(header):
+            joined = lines.line_no > start and sep == "," and "".join(lines.recent).count('"') % 2 == 1
+            if len(row) != len(header) or joined:  # joined: a quote opened and never closed
                 yield _wrong_width(lines, start, row, sep, len(header))
                 rows = reader()
                 continue
@@ -338,7 +343,7 @@ def _wrong_width(lines: TextLines, start: int, row: list[str], sep: str, width: 
     """A record with the wrong number of fields; when it ran over several lines (a stray quote
     joined them), only its first line is rejected and the others are read again."""
     end = lines.line_no
-    reason = f"expected {width} fields, got {len(row)}"
+    reason = f"expected {width} fields, got {len(row)}" if len(row) != width else "a quote is never closed"
     if end > start and len(lines.recent) == end - start + 1:
         lines.push_back(lines.recent[1:])
         reason += (

@@ -53,6 +53,10 @@ def surrogate_field(rec: dict[str, Any]) -> str | None:
             return any(bad(x) for x in v)
         return False
 
+    nested = [v for v in rec.values() if isinstance(v, dict | list | tuple)]
+    plain = "".join([*rec, *(v for v in rec.values() if isinstance(v, str))])
+    if not nested and not has_surrogate(plain):  # the common case, in one scan
+        return None
     for k, v in rec.items():
         if bad(k) or bad(v):
             return k if not has_surrogate(k) else k.encode("utf-8", "backslashreplace").decode()
