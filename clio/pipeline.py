@@ -39,11 +39,7 @@ import polars as pl
 from bailclio.config import Config
 from bailclio.errors import UserError
 from bailclio.ingest import Ingested, input_selection, read_input
-from bailclio.naming import name_levels as name_levels  # re-exported
-from bailclio.provenance import VERSIONED_PACKAGES as VERSIONED_PACKAGES  # re-exported
 from bailclio.provenance import file_sha256
-from bailclio.rundir import prepare_out_dir as prepare_out_dir  # re-exported
-from bailclio.taxonomer import OUTLIER_NAME as OUTLIER_NAME  # re-exported
 from bailclio.taxonomer import Taxonomer, Timer
 from bailclio.taxonomy.model import Taxonomy
 

@@ -19,7 +19,7 @@ components when they run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -134,11 +134,6 @@ def describe_stage(stage: Any) -> str:
     """A short label for the manifest: the class name and, when it has one, its ``describe()``."""
     text = stage.describe() if hasattr(stage, "describe") else None
     return f"{type(stage).__module__}.{type(stage).__qualname__}" + (f" ({text})" if text else "")
-
-
-def levels_from_names(names: Sequence[dict[int, str]]) -> list[dict[int, NodeName]]:
-    """Plain names (no description, no source) as a namer's levels."""
-    return [{g: NodeName(n) for g, n in lvl.items()} for lvl in names]
 
 
 def clustering_from_labels(

@@ -34,11 +34,6 @@ BUNDLED_ALIASES = {
 }
 
 
-def default_cache_dir() -> Path:
-    """The cache root (:func:`bailclio.paths.cache_root`); kept for existing callers."""
-    return cache_root()
-
-
 def resolve_model(name: str) -> tuple[str, str]:
     """Return (what to load, the cache key that identifies the model's vectors)."""
     if name.lower() in BUNDLED_ALIASES:

@@ -1,4 +1,5 @@
-"""The one interface every LLM back-end implements, and the records it speaks.
+"""The one interface every LLM back-end implements, the records it speaks, and what a transport
+(the part of a back-end that makes the calls) implements.
 
 A back-end takes a batch of :class:`ChatRequest` and returns one :class:`ChatResult` per request,
 in order. It never raises for a single failed item: the failure is recorded in
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -128,44 +131,89 @@ class LLMBackend(Protocol):
     def close(self) -> None: ...
 
 
-class BackendStats:
-    """What the back-ends share: request defaults, the budget flag and the :data:`STAT_KEYS`
-    counters. A back-end sets ``model``, ``default_max_tokens`` and ``default_temperature`` and
-    calls :meth:`_init_stats` in its constructor."""
+class ServerDown(Exception):
+    """Raised by a transport whose server went away (its circuit breaker opened), after it has
+    reported every call that completed; the message says why."""
 
-    name: str
+
+class Meter:
+    """The per-run budget and the :data:`STAT_KEYS` counters, shared by a back-end and its
+    transport: the transport asks :meth:`allow` before each call it makes (retries included) and
+    reports tokens with :meth:`spend` and retries with :meth:`retried`.
+
+    >>> m = Meter(max_calls=3)
+    >>> m.allow(2), m.allow(2), m.exhausted
+    (2, 1, True)
+    """
+
+    def __init__(self, max_calls: int | None = None, max_total_tokens: int | None = None) -> None:
+        self.max_calls = max_calls
+        self.max_total_tokens = max_total_tokens
+        self.exhausted = False
+        self.counts: dict[str, float] = dict.fromkeys(STAT_KEYS, 0)
+        self.counts["wall_s"] = 0.0
+
+    def allow(self, n: int = 1) -> int:
+        """How many of the next ``n`` calls the budget allows; those are counted as made. Once
+        refused, the budget stays exhausted."""
+        if self.exhausted:
+            return 0
+        allowed = n
+        if self.max_calls is not None:
+            allowed = min(allowed, max(0, self.max_calls - int(self.counts["calls"])))
+        used = self.counts["prompt_tokens"] + self.counts["completion_tokens"]
+        if self.max_total_tokens is not None and used >= self.max_total_tokens:
+            allowed = 0
+        if allowed < n:
+            self.exhausted = True
+        self.counts["calls"] += allowed
+        return allowed
+
+    def spend(self, result: ChatResult) -> None:
+        self.counts["prompt_tokens"] += result.prompt_tokens
+        self.counts["completion_tokens"] += result.completion_tokens
+
+    def retried(self) -> None:
+        self.counts["retries"] += 1
+
+
+class Transport(Protocol):
+    """What a back-end implements: the calls themselves. Cache, dedupe, budget, counters and
+    progress are added by :class:`bailclio.llm.backend.Backend`, which hands :meth:`send` only
+    requests that are not cached, each once."""
+
+    name: str  # part of every cache key
     model: str
-    default_max_tokens: int
-    default_temperature: float
-    _budget_hit: bool
-    _stats: dict[str, float]
 
-    def _init_stats(self) -> None:
-        self._budget_hit = False
-        self._stats = dict.fromkeys(STAT_KEYS, 0)
-        self._stats["wall_s"] = 0.0
+    def send(
+        self, requests: list[ChatRequest], meter: Meter, done: Callable[[int, ChatResult], None]
+    ) -> None:
+        """Make every call; report each result as ``done(index, result)`` as soon as it completes
+        (a failed item as a result with ``error``, a call the budget refuses as ``error="budget"``
+        or not at all). Raises :class:`ServerDown` when the server went away."""
+        ...
 
-    def make_request(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatRequest:
-        """A :class:`ChatRequest` with this back-end's configured max_tokens and temperature."""
-        kwargs.setdefault("max_tokens", self.default_max_tokens)
-        kwargs.setdefault("temperature", self.default_temperature)
-        return ChatRequest(messages=messages, **kwargs)
+    def info(self) -> dict[str, Any]:
+        """This transport's own entries for the manifest's back-end stats."""
+        ...
 
-    @property
-    def budget_exhausted(self) -> bool:
-        return self._budget_hit
+    def close(self) -> None: ...
 
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.name, "model": self.model}
-        out.update({k: (round(v, 3) if k == "wall_s" else int(v)) for k, v in self._stats.items()})
-        return out
 
-    def _finish(self, results: list[ChatResult | None], missing: str) -> list[ChatResult]:
-        """Fill requests that never ran with ``missing`` and count budget skips and failures."""
-        out = [r if r is not None else ChatResult(error=missing) for r in results]
-        for r in out:
-            if r.error == "budget":
-                self._stats["budget_skipped"] += 1
-            elif r.error is not None:
-                self._stats["failures"] += 1
-        return out
+def merge_logprobs(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """``{token text: logprob}`` of one position's alternatives. Different tokens shown with the
+    same text (every byte piece that does not complete a character is shown as ``""``) are
+    combined with logsumexp: their probabilities add up.
+
+    >>> round(merge_logprobs([("", math.log(0.2)), ("a", -1.0), ("", math.log(0.3))])[""], 6)
+    -0.693147
+    """
+    alts: dict[str, float] = {}
+    for text, value in pairs:
+        old = alts.get(text)
+        if old is None:
+            alts[text] = value
+        else:
+            hi = max(old, value)
+            alts[text] = hi + math.log(math.exp(old - hi) + math.exp(value - hi))
+    return alts

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from bailclio.llm import make_backend
 from bailclio.llm.base import ChatRequest
 from bailclio.llm.cache import LLMCache
 from bailclio.llm.openai_backend import OpenAIBackend
+from bailclio.llm.openai_wire import retry_after_s
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -274,7 +276,7 @@ def test_server_without_json_schema_falls_back_to_json_object_then_prompt() -> N
         be = backend(srv)
         (res,) = be.generate([ask("count", json_schema=schema)])
         assert res.ok and res.text == '{"n": 1}'
-        assert be.json_mode == "prompt"
+        assert be.stats()["json_mode"] == "prompt"
         # json_schema is refused by the server itself, before the handler sees it.
         assert [b.get("response_format", {}).get("type") for b in srv.requests] == [
             "json_schema",
@@ -310,7 +312,7 @@ def test_make_backend_follows_the_config(tmp_path: Path, monkeypatch: pytest.Mon
     )
     be = make_backend(cfg, tmp_path / "c.sqlite")
     assert isinstance(be, OpenAIBackend)
-    assert (be.api_key, be.max_concurrency, be.max_calls, be.json_mode) == (
+    assert (be.transport.api_key, be.transport.max_concurrency, be.max_calls, be.transport.json_mode) == (
         "secret",
         3,
         9,
@@ -320,15 +322,16 @@ def test_make_backend_follows_the_config(tmp_path: Path, monkeypatch: pytest.Mon
     assert (tmp_path / "c.sqlite").exists()
     be.close()
     monkeypatch.delenv("MY_KEY")
-    assert make_backend(cfg, tmp_path / "d.sqlite").api_key == "EMPTY"  # type: ignore[union-attr]
+    assert make_backend(cfg, tmp_path / "d.sqlite").transport.api_key == "EMPTY"  # type: ignore[union-attr]
 
 
-def test_server_sustains_64_in_flight_at_50ms(server: ScriptedServer) -> None:
-    server.latency_ms = 50
+def test_max_concurrency_64_keeps_64_requests_in_flight(server: ScriptedServer) -> None:
+    # each answer takes long enough that a loaded machine still opens all 64 before one returns
+    server.latency_ms = 1000
     be = backend(server, max_concurrency=64)
-    res = be.generate([ask(f"c{i}") for i in range(256)])
+    res = be.generate([ask(f"c{i}") for i in range(128)])
     assert all(r.ok for r in res)
-    # 64 requests were open at once (throughput itself is measured by bench/llm_throughput.py)
+    # 64 requests were open at once, never more (throughput is measured by bench/llm_throughput.py)
     assert server.max_in_flight == 64
 
 
@@ -342,13 +345,9 @@ def test_generate_works_inside_a_running_event_loop(server: ScriptedServer) -> N
 
 
 def test_retry_after_forms_are_understood() -> None:
-    from email.utils import formatdate
-
-    from bailclio.llm.openai_backend import _retry_after_s
-
-    assert _retry_after_s({"retry-after": "2.5"}) == 2.5
-    assert _retry_after_s({"retry-after-ms": "300", "retry-after": "9"}) == 0.3
-    in_5s = _retry_after_s({"retry-after": formatdate(time.time() + 5, usegmt=True)})
+    assert retry_after_s({"retry-after": "2.5"}) == 2.5
+    assert retry_after_s({"retry-after-ms": "300", "retry-after": "9"}) == 0.3
+    in_5s = retry_after_s({"retry-after": formatdate(time.time() + 5, usegmt=True)})
     assert in_5s is not None and 3 < in_5s <= 5
-    assert _retry_after_s({"retry-after": "soon"}) is None
-    assert _retry_after_s({}) is None
+    assert retry_after_s({"retry-after": "soon"}) is None
+    assert retry_after_s({}) is None

@@ -249,8 +249,13 @@ class ScriptedServer:
         return len(self._queue)
 
     def reset(self) -> None:
-        """Forget recorded requests, the in-flight maximum and any queued behaviours."""
+        """Forget recorded requests, the in-flight maximum, any queued behaviours and the scripted
+        preflight reply and whole-server states (HTML, loading)."""
         self.requests.clear()
+        self.preflights.clear()
+        self.preflight_reply = None
+        self.html = False
+        self._loading_until = 0.0
         self._queue.clear()
         self.max_in_flight = self.in_flight
 

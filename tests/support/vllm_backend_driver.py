@@ -85,9 +85,9 @@ def run(model: str, cache: Path) -> dict[str, Any]:
     }
 
     # The same structured request without the constraint (another seed, so another cache key).
-    be.structured_output = False
+    be.transport.structured_output = False
     control = generate_structured(be, [replace(asked, seed=7)], Verdict, max_attempts=1)
-    be.structured_output = True
+    be.transport.structured_output = True
     out["unconstrained"] = {
         "parsed": control[0][0] is not None,
         "error": control[0][1],
