@@ -17,7 +17,6 @@ at ``out`` as it was.
 Example::
 
     >>> from bailclio.config import Config
-from bailclio.errors import UserError
     >>> result = run("data/bailbench.csv", "runs/bb", Config())   # doctest: +SKIP
     >>> result.manifest["counts"]["accepted"]                      # doctest: +SKIP
     1630
