@@ -42,7 +42,7 @@ import polars as pl
 from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.taxonomy.assign_llm import DEFAULT_SHORTLIST
-from bailclio.taxonomy.export import conversation_as_json_text
+from bailclio.taxonomy.export import conversation_as_json_text, neutralise_formulas
 from bailclio.taxonomy.model import level_stems
 
 if TYPE_CHECKING:
@@ -532,7 +532,7 @@ def write_output(frame: pl.DataFrame, out: Path, run: Run, model_key: str) -> No
             meta[META_MODEL] = model_key.encode()
             pq.write_table(table.replace_schema_metadata(meta), tmp)
         else:  # CSV has no metadata: a column names the run (read by diff)
-            text = conversation_as_json_text(frame).with_columns(
+            text = neutralise_formulas(conversation_as_json_text(frame)).with_columns(
                 pl.col("path").list.join("/"), pl.lit(str(run.path.resolve())).alias(RUN_COLUMN)
             )
             text.write_csv(tmp)

@@ -193,10 +193,32 @@ def default_out(run: Run, fmt: str, level: int | None) -> Path:
     return run.path / f"export-{fmt}{suffix}{EXTENSIONS[fmt]}"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every text cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return) gets a leading ``'``, which spreadsheets show as
+    text; other cells are unchanged. For CSV only: Parquet and JSONL keep the exact text.
+
+    >>> neutralise_formulas(pl.DataFrame({"t": ["=1+1", "ok", "-2", None]}))["t"].to_list()
+    ["'=1+1", 'ok', "'-2", None]
+    """
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_START))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in texts
+    )
+
+
 def write_frame(frame: pl.DataFrame, fmt: str, out: Path) -> None:
     def write(tmp: Path) -> None:
         if fmt in ("bailbench", "csv"):
-            frame.write_csv(tmp, quote_style="necessary", line_terminator="\n")
+            neutralise_formulas(frame).write_csv(tmp, quote_style="necessary", line_terminator="\n")
         elif fmt == "jsonl":
             frame.write_ndjson(tmp)
         else:
