@@ -66,6 +66,9 @@ class ClusterConfig(_Section):
     outlier_neighbors: int = Field(default=10, ge=1)
     attach_outliers: bool = True
     backend: Literal["auto", "cpu", "cuml"] = "auto"  # auto: cuML when installed and a GPU is visible
+    # Node stability (bailclio.stability): refits of the clustering on subsets of the reduced space;
+    # 0 computes none. docs/compare.md gives the method and its cost.
+    stability_refits: int = Field(default=10, ge=0, le=1000)
 
 
 class HierarchyConfig(_Section):

@@ -14,6 +14,9 @@ The run is built in a hidden staging directory beside ``out`` and takes its plac
 once complete (:func:`bailclio.rundir.building`): a failed or killed run leaves the previous run
 at ``out`` as it was.
 
+Several inputs (files, ``bailclio detect`` output folders) make one taxonomy over their union,
+each row keeping its input's name in ``source`` (:func:`read_inputs`).
+
 Example::
 
     >>> from bailclio.config import Config

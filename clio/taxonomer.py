@@ -47,6 +47,7 @@ from bailclio.config import Config
 from bailclio.errors import UserError
 from bailclio.ingest import Ingested, read_data
 from bailclio.provenance import numeric_settings, package_versions
+from bailclio.stability import node_stability, refit_function
 from bailclio.stages import (
     Clusterer,
     Embedder,
@@ -328,6 +329,11 @@ class Taxonomer:
             if named_sizes != hier.sizes:
                 raise ValueError(f"namer: {named_sizes} names for levels of {hier.sizes}")
 
+        refit = refit_function(space, vectors, self.clusterer, self.hierarchy_builder, hier.sizes)
+        n_refits = cfg.cluster.stability_refits
+        stable = timer.stage(
+            "stability", lambda: node_stability(groups_of_unique, refit, refits=n_refits, seed=cfg.seed)
+        )
         # Per-row arrays.
         row_groups = [g[row_to_unique] for g in groups_of_unique]
         outlier_r = clustering.is_outlier[row_to_unique]
@@ -339,6 +345,8 @@ class Taxonomer:
                 meta = info[g]
                 size = int(sizes[g])
                 extra: dict[str, Any] = {"share": round(size / n_rows, 6)}
+                if stable is not None and n_refits:
+                    extra["stability"] = round(float(stable[level][g]), 3)
                 if level == depth - 1 and outlier_leaf is not None and g == outlier_leaf:
                     extra["is_outlier_node"] = True
                 named = naming.levels[level][g]

@@ -6,7 +6,7 @@ import sys
 from typing import IO, Any
 
 from bailclio.rundir import Run
-from bailclio.taxonomy.model import Taxonomy
+from bailclio.taxonomy.model import UNSTABLE_BELOW, Taxonomy
 
 
 def print_tree(run: Run, depth: int | None = None, file: IO[str] = sys.stdout) -> None:
@@ -16,17 +16,31 @@ def print_tree(run: Run, depth: int | None = None, file: IO[str] = sys.stdout) -
     total = max(len(run.assignments), 1)
     max_depth = tax.depth if depth is None else depth
     width = max([6, *(len(n.id) for n in tax.nodes)])
+    measured = any(n.stability is not None for n in tax.nodes)
 
     def walk(node_id: str | None, indent: int) -> None:
         for node in sorted(tax.children(node_id), key=lambda n: (-n.size, n.id)):
             if node.level >= max_depth:
                 return
             share = 100.0 * node.size / total
-            print(f"{'  ' * indent}{node.id:<{width}} {node.size:>7}  {share:5.1f}%  {node.name}", file=file)
+            stab = ""
+            if measured:
+                stab = f"{'-' if node.stability is None else f'{node.stability:.2f}':>9}  "
+            mark = "  (unstable)" if node.unstable else ""
+            print(
+                f"{'  ' * indent}{node.id:<{width}} {node.size:>7}  {share:5.1f}%  {stab}{node.name}{mark}",
+                file=file,
+            )
             walk(node.id, indent + 1)
 
-    print(f"{'id':<{width}} {'rows':>7}  {'share':>6}  name", file=file)
+    print(f"{'id':<{width}} {'rows':>7}  {'share':>6}  {'stability  ' if measured else ''}name", file=file)
     walk(None, 0)
+    if measured:
+        print(
+            f"\nstability: how often the node is found again when the clustering is refitted (median "
+            f"best-match Jaccard); below {UNSTABLE_BELOW} marked (unstable)",
+            file=file,
+        )
 
 
 def structure_line(sizes: list[int]) -> str:

@@ -9,8 +9,11 @@ Parquet).
   level's node id and name, top first (``top_id``, ``top_name``, then ``level_<d>_id``,
   ``level_<d>_name`` for each level between, then ``leaf_id``, ``leaf_name``: a 5-level run has
   ``level_1`` to ``level_3``), ``is_outlier`` and every preserved input column (conversations as
-  JSON text in CSV). With ``level`` the table stops at that level. An input column whose name
-  collides with these is kept as ``input_<name>``.
+  JSON text in CSV). With ``level`` the table stops at that level. A run that measured node
+  stability adds ``<stem>_stability`` per level; ``compare_by`` adds each row's node's share of
+  every group of that column (``share_<group>``, ``_lo``, ``_hi``), ``compare_q`` and
+  ``compare_significant`` (``bailclio compare``'s figures, at the deepest exported level). An
+  input column whose name collides with these is kept as ``input_<name>``.
 
 ``min_cluster_size`` leaves out, for privacy, every node with fewer than K conversations (as Clio
 does before anything leaves the analysis) together with its rows; the export reports which.
@@ -119,11 +122,22 @@ def _small_nodes(run: Run, ids_per_level: dict[int, list[str | None]], k: int | 
 
 
 def export_frame(
-    run: Run, fmt: str, *, level: int | None = None, min_cluster_size: int | None = None
+    run: Run,
+    fmt: str,
+    *,
+    level: int | None = None,
+    min_cluster_size: int | None = None,
+    compare_by: str | None = None,
 ) -> tuple[pl.DataFrame, Dropped]:
-    """The export table for ``fmt`` and the nodes the minimum cluster size left out."""
+    """The export table for ``fmt`` and the nodes the minimum cluster size left out;
+    ``compare_by`` adds the deepest exported level's comparison across that column's groups
+    (:func:`group_share_columns`; not for ``bailbench``, whose columns are fixed)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}' (use one of {', '.join(FORMATS)})")
+    if compare_by is not None and fmt == "bailbench":
+        raise UserError(
+            "--compare-by adds columns, which the bailbench format does not have: use csv, jsonl or parquet"
+        )
     if min_cluster_size is not None and min_cluster_size < 1:
         raise UserError("--min-cluster-size must be at least 1")
     levels = _levels(run, level)
@@ -152,13 +166,52 @@ def export_frame(
         cols[f"{stems[lv]}_id"] = pl.Series(ids[lv], dtype=pl.String)
         cols[f"{stems[lv]}_name"] = pl.Series([names[x] for x in ids[lv]], dtype=pl.String)
     cols["is_outlier"] = run.assignments["is_outlier"]
+    cols.update(stability_columns(run, ids, stems))
     frame = pl.DataFrame(cols)
+    if compare_by is not None:
+        frame = pl.concat([frame, group_share_columns(run, compare_by, levels[-1])], how="horizontal")
     extra = conv.drop("conversation_id")
     extra = extra.rename({c: f"input_{c}" for c in extra.columns if c in frame.columns})
     frame = pl.concat([frame, extra], how="horizontal").filter(pl.Series(keep))
     if fmt == "csv":
         frame = nested_as_json_text(conversation_as_json_text(frame))
     return frame, dropped
+
+
+def stability_columns(run: Run, ids: dict[int, list[str | None]], stems: list[str]) -> dict[str, pl.Series]:
+    """``<stem>_stability`` per exported level (each row's node's stability), when the run has it."""
+    tax = run.taxonomy
+    if not any(n.stability is not None for n in tax.nodes):
+        return {}
+    return {
+        f"{stems[lv]}_stability": pl.Series(
+            [None if x is None else tax.by_id[x].stability for x in level_ids], dtype=pl.Float64
+        )
+        for lv, level_ids in ids.items()
+    }
+
+
+def group_share_columns(run: Run, by: str, level: int) -> pl.DataFrame:
+    """Per row, its node's comparison across the groups of column ``by`` at ``level``
+    (:func:`bailclio.taxonomy.compare.compare_groups`): ``share_<group>`` (the node's share of
+    each group's rows), ``share_<group>_lo`` / ``_hi`` (its 95% interval), ``compare_q`` and
+    ``compare_significant``; in the order of the assignments table."""
+    from bailclio.taxonomy.compare import compare_groups
+
+    result = compare_groups(run, by, level)
+    by_node = {n.id: n for n in result.nodes}
+    node_ids = run.level_ids(level)
+    cols: dict[str, list[Any]] = {}
+    for g in result.groups:
+        for key, pick in (
+            ("", lambda s: s.share),
+            ("_lo", lambda s: s.ci95[0]),
+            ("_hi", lambda s: s.ci95[1]),
+        ):
+            cols[f"share_{g}{key}"] = [pick(by_node[x].groups[g]) for x in node_ids]
+    cols["compare_q"] = [by_node[x].q for x in node_ids]
+    cols["compare_significant"] = [by_node[x].significant for x in node_ids]
+    return pl.DataFrame(cols)
 
 
 def conversation_as_json_text(frame: pl.DataFrame) -> pl.DataFrame:

@@ -2,7 +2,10 @@
 
 A taxonomy is a forest of nodes; level 0 is the top. ``taxonomy.json`` holds
 ``{"format_version", "levels", "nodes": [{"id", "parent_id", "level", "name", "description", "size",
-"keywords", "exemplar_ids"}, ...]}``.
+"keywords", "exemplar_ids"}, ...]}``; a node may carry more (``share``, ``stability``, naming
+details), kept in ``Node.extra``. ``stability`` in [0, 1] is how reliably the node is found again
+when the clustering is refitted (:mod:`bailclio.stability`); below :data:`UNSTABLE_BELOW` the
+node is marked unstable.
 
 Example::
 
@@ -24,6 +27,7 @@ FORMAT_VERSION = 2
 # Older run directories this version still reads (format 1 had a fixed three levels and a
 # ``mid_id`` column, which is dropped on load: every reader uses ``path``).
 READABLE_FORMAT_VERSIONS = (1, 2)
+UNSTABLE_BELOW = 0.5  # a node whose stability is below this is marked unstable (show, export, explorer)
 
 
 def node_id(level: int, index: int, depth: int) -> str:
@@ -85,6 +89,22 @@ class Node:
     keywords: list[str] = field(default_factory=list)
     exemplar_ids: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stability(self) -> float | None:
+        """How reliably the node is found again when the clustering is refitted, in [0, 1]; None
+        when the run did not measure it (``stability_refits = 0``, or an older run)."""
+        value = self.extra.get("stability")
+        return None if value is None else float(value)
+
+    @property
+    def unstable(self) -> bool:
+        """Measured, and below :data:`UNSTABLE_BELOW`.
+
+        >>> Node("L0", None, 0, "x", extra={"stability": 0.3}).unstable, Node("L1", None, 0, "y").unstable
+        (True, False)
+        """
+        return self.stability is not None and self.stability < UNSTABLE_BELOW
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="site: write into a non-empty folder that is not a previous site (other files are kept)",
     )
+    p.add_argument(
+        "--compare-by",
+        metavar="COLUMN",
+        help=(
+            "add each row's node's share of every group of COLUMN with its 95%% interval, and the "
+            "node's q and significance (bailclio compare at the deepest exported level)"
+        ),
+    )
     add_raw_option(p)
     p.set_defaults(func=main)
 
@@ -59,7 +67,13 @@ def main(args: argparse.Namespace) -> int:
     run = load_run(args.rundir, curated=not args.raw)
     if args.format == "site":
         return export_site(run, args)
-    frame, dropped = export_frame(run, args.format, level=args.level, min_cluster_size=args.min_cluster_size)
+    frame, dropped = export_frame(
+        run,
+        args.format,
+        level=args.level,
+        min_cluster_size=args.min_cluster_size,
+        compare_by=args.compare_by,
+    )
     out = Path(args.out) if args.out else default_out(run, args.format, args.level)
     check_output_file(out, inputs=[run.path])
     write_frame(frame, args.format, out)

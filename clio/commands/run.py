@@ -70,6 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 42; 0 to 2**32-1)")
     p.add_argument("--embedding-model", help="sentence-transformers model name or local folder")
     p.add_argument("--min-cluster-size", type=int, help="HDBSCAN min_cluster_size (default from N)")
+    p.add_argument(
+        "--stability-refits",
+        type=int,
+        metavar="K",
+        help="refits of the clustering that measure each node's stability (default 10; 0: none)",
+    )
     p.add_argument("--n-top", type=int, help="number of top-level categories (default from leaves)")
     p.add_argument(
         "--levels", type=int, help="number of taxonomy levels, leaves included (default from leaves)"
@@ -96,6 +102,7 @@ def config_from_args(args: argparse.Namespace):
         "seed": args.seed,
         "embedding.model": args.embedding_model,
         "cluster.min_cluster_size": args.min_cluster_size,
+        "cluster.stability_refits": args.stability_refits,
         "hierarchy.n_top": args.n_top,
         "hierarchy.levels": args.levels,
         **llm_overrides(args),

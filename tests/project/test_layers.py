@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.embeddings*",
             "bailclio.gpu",
             "bailclio.stream",
+            "bailclio.stability",
         ),
     ),
     (
