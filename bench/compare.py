@@ -77,7 +77,9 @@ def planted(work: Path) -> None:
     rng = np.random.default_rng(7)
     for cat in sorted(cats):
         coin = rng.random(conv.height) < 0.5
-        model = ["B" if c == cat else ("A" if h else "B") for c, h in zip(conv["category"], coin, strict=True)]
+        model = [
+            "B" if c == cat else ("A" if h else "B") for c, h in zip(conv["category"], coin, strict=True)
+        ]
         run.conversations = conv.with_columns(pl.Series("model", model))
         is_cat = dict(zip(conv["conversation_id"], conv["category"] == cat, strict=True))
         for level in (0, run.taxonomy.depth - 1):
@@ -93,7 +95,8 @@ def planted(work: Path) -> None:
             ok = found == len(made_of) and others <= 1
             held += ok
             total += 1
-            print(f"{cat[:27]:<28}{level:>6}{len(made_of):>10}{found:>7}{others:>16}  {'ok' if ok else 'MISSED'}")
+            verdict = "ok" if ok else "MISSED"
+            print(f"{cat[:27]:<28}{level:>6}{len(made_of):>10}{found:>7}{others:>16}  {verdict}")
     print(f"floor held in {held} of {total} (category, level) cases")
 
 
@@ -158,7 +161,8 @@ def calibration(work: Path, seeds: list[int]) -> None:
         print(f"[{lo:.1f}, {min(hi, 1.0):.1f}]{'':<2}{n:>7}{cells}")
     top = [r for r in rows if r[0] >= 0.8]
     rate = sum(1 for r in top if r[1] >= REAPPEAR) / max(len(top), 1)
-    print(f"stability >= 0.8 reappear (same level): {rate:.0%} (floor: >= 90%)  {'ok' if rate >= 0.9 else 'BELOW'}")
+    verdict = "ok" if rate >= 0.9 else "BELOW"
+    print(f"stability >= 0.8 reappear (same level): {rate:.0%} (floor: >= 90%)  {verdict}")
     rho = np.corrcoef([r[0] for r in rows], [r[1] for r in rows])[0, 1] if len(rows) > 2 else float("nan")
     print(f"correlation of stability with the best-match Jaccard: {rho:.2f} over {len(rows)} nodes")
 
