@@ -17,9 +17,9 @@ namer                :class:`KeyphraseNamer`, or        the c-TF-IDF keyphrases
 
 Alternatives: :class:`KMeansClusterer`, and :class:`SklearnClusterer` for any estimator with
 ``fit_predict`` (scikit-learn's, ``evoc.EVoC``, ...). A plain estimator passed as ``clusterer=``
-is wrapped in :class:`SklearnClusterer`. Namers are also found by name (:func:`make_namer`):
-``"keyphrases"``, ``"llm"`` and any registered with :func:`register_namer` or installed under the
-``bailclio.namers`` entry-point group.
+is wrapped in :class:`SklearnClusterer`. Namers are also found by name (:func:`make_namer`) in
+the registry ``bailclio.plugins.NAMERS``: ``"keyphrases"``, ``"llm"`` and any registered with
+:func:`register_namer` or installed under the ``bailclio.namers`` entry-point group.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from bailclio.config import (
     ReduceConfig,
 )
 from bailclio.errors import UserError
+from bailclio.plugins import NAMERS
 from bailclio.stages import (
     Clusterer,
     Clustering,
@@ -238,13 +239,13 @@ class LLMNamer:
 # ----------------------------------------------------------------------------- namers by name
 
 NamerFactory = Callable[..., Any]  # (config: Config, llm: LLMStage | None) -> Namer
-_NAMERS: dict[str, NamerFactory] = {}
-NAMER_ENTRY_POINTS = "bailclio.namers"
+NAMER_ENTRY_POINTS = NAMERS.group
 
 
-def register_namer(name: str, factory: NamerFactory) -> None:
-    """Make ``make_namer(name, ...)`` (and ``Taxonomer(namer=name)``) build ``factory(config, llm)``."""
-    _NAMERS[name] = factory
+def register_namer(name: str, factory: NamerFactory | str) -> None:
+    """Make ``make_namer(name, ...)`` (and ``Taxonomer(namer=name)``) build ``factory(config, llm)``;
+    the same as ``bailclio.plugins.NAMERS.register``."""
+    NAMERS.register(name, factory)
 
 
 def _keyphrase_factory(config: Any, llm: LLMStage | None) -> KeyphraseNamer:
@@ -262,21 +263,12 @@ register_namer("llm", _llm_factory)
 
 
 def namer_names() -> list[str]:
-    from bailclio.plugins import entry_point_names
-
-    return sorted(set(_NAMERS) | set(entry_point_names(NAMER_ENTRY_POINTS)))
+    return sorted(NAMERS.names())
 
 
 def make_namer(name: str, config: Any, llm: LLMStage | None = None) -> Any:
     """The namer registered (or installed as an entry point) under ``name``."""
-    if name not in _NAMERS:
-        from bailclio.plugins import load_entry_point
-
-        factory = load_entry_point(NAMER_ENTRY_POINTS, name)
-        if factory is None:
-            raise UserError(f"unknown namer {name!r} (known: {', '.join(namer_names())})")
-        register_namer(name, factory)
-    return _NAMERS[name](config, llm)
+    return NAMERS.get(name)(config, llm)
 
 
 def _plain(v: Any) -> bool:

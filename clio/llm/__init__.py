@@ -4,9 +4,9 @@
 ``None`` when ``llm.backend = "none"``); every back-end returns :class:`ChatResult` per
 :class:`ChatRequest`, caches completed calls on disk and reports counters through ``stats()``.
 
-Back-ends are found by name in a registry: ``openai`` and ``vllm`` are built in,
-:func:`register_backend` adds one in-process, and an installed package adds one through the
-``bailclio.backends`` entry-point group (:mod:`bailclio.plugins`). A factory is called as
+Back-ends are found by name in the registry ``bailclio.plugins.BACKENDS``: ``openai`` and
+``vllm`` are built in, :func:`register_backend` adds one in-process, and an installed package adds
+one through the ``bailclio.backends`` entry-point group (:mod:`bailclio.plugins`). A factory is called as
 ``factory(llm_config, cache_path, progress=...)`` and returns an :class:`LLMBackend`::
 
     >>> from bailclio.config import LLMConfig
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bailclio.errors import UserError
 from bailclio.llm.base import ChatRequest, ChatResult, Choice, LLMBackend, ToolCall
+from bailclio.plugins import BACKENDS, load_target
 
 if TYPE_CHECKING:
     from bailclio.config import LLMConfig
@@ -43,49 +44,15 @@ __all__ = [
     "register_backend",
 ]
 
-ENTRY_POINT_GROUP = "bailclio.backends"
+ENTRY_POINT_GROUP = BACKENDS.group
 BackendFactory = Callable[..., Any]  # (llm_config, cache_path, *, progress) -> LLMBackend
 
-
-def _openai(cfg: LLMConfig, path: str | Path | None, *, progress: bool = True) -> LLMBackend:
-    from bailclio.llm.openai_backend import OpenAIBackend
-
-    return OpenAIBackend(
-        cfg.model,
-        base_url=cfg.base_url,
-        api_key_env=cfg.api_key_env,
-        max_concurrency=cfg.max_concurrency,
-        timeout_s=cfg.timeout_s,
-        max_retries=cfg.max_retries,
-        max_calls=cfg.max_calls,
-        max_total_tokens=cfg.max_total_tokens,
-        cache=path,
-        structured_output=cfg.structured_output,
-        max_tokens_param=cfg.max_tokens_param,
-        default_max_tokens=cfg.max_tokens,
-        default_temperature=cfg.temperature,
-        progress=progress,
-        breaker_window=cfg.breaker_window,
-        breaker_threshold=cfg.breaker_threshold,
-    )
-
-
-def _openai_preflight(cfg: LLMConfig) -> None:
-    from bailclio.llm.server_check import check_server
-
-    assert cfg.model is not None
-    check_server(
-        cfg.base_url,
-        cfg.model,
-        api_key_env=cfg.api_key_env,
-        timeout_s=cfg.preflight_timeout_s,
-        wait_s=cfg.preflight_wait_s,
-        max_tokens_param=cfg.max_tokens_param,
-    )
-
+# The built-in back-ends, imported when first used (their client libraries are heavy).
+BACKENDS.register("openai", "bailclio.llm.openai_backend:from_config")
+BACKENDS.register("vllm", "bailclio.llm.vllm_backend:from_config")
 
 # back-ends served over the network, checked before any work by :func:`preflight`
-_PREFLIGHTS: dict[str, Callable[[LLMConfig], None]] = {"openai": _openai_preflight}
+_PREFLIGHTS: dict[str, str] = {"openai": "bailclio.llm.server_check:check_config"}
 
 
 def preflight(llm_config: LLMConfig) -> None:
@@ -99,58 +66,30 @@ def preflight(llm_config: LLMConfig) -> None:
         return
     check = _PREFLIGHTS.get(cfg.backend)
     if check is not None:
-        check(cfg)
+        load_target(check)(cfg)
 
 
-def _vllm(cfg: LLMConfig, path: str | Path | None, *, progress: bool = True) -> LLMBackend:
-    from bailclio.llm.vllm_backend import VLLMBackend
-
-    return VLLMBackend(
-        cfg.model,
-        cache=path,
-        max_calls=cfg.max_calls,
-        max_total_tokens=cfg.max_total_tokens,
-        structured_output=cfg.structured_output,
-        default_max_tokens=cfg.max_tokens,
-        default_temperature=cfg.temperature,
-        progress=progress,
-        engine_kwargs=dict(cfg.vllm_engine) or None,
-    )
-
-
-_BACKENDS: dict[str, BackendFactory] = {"openai": _openai, "vllm": _vllm}
-
-
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``llm.backend = name`` build its back-end with ``factory``."""
-    if name == "none":
-        raise ValueError("'none' means no back-end and cannot be registered")
-    _BACKENDS[name] = factory
+def register_backend(name: str, factory: BackendFactory | str) -> None:
+    """Make ``llm.backend = name`` build its back-end with ``factory`` (or ``"module:attr"``);
+    the same as ``bailclio.plugins.BACKENDS.register``."""
+    BACKENDS.register(name, factory)
 
 
 def unregister_backend(name: str) -> None:
-    _BACKENDS.pop(name, None)
+    BACKENDS.unregister(name)
 
 
 def backend_names() -> list[str]:
     """Every back-end name: built in, registered, installed as an entry point."""
-    from bailclio.plugins import entry_point_names
-
-    return list(dict.fromkeys([*_BACKENDS, *entry_point_names(ENTRY_POINT_GROUP)]))
+    return BACKENDS.names()
 
 
 def backend_factory(name: str) -> BackendFactory:
     """The factory for back-end ``name``; a clear error for a name nobody provides."""
-    if name not in _BACKENDS:
-        from bailclio.plugins import load_entry_point
-
-        factory = load_entry_point(ENTRY_POINT_GROUP, name)
-        if factory is None:
-            raise UserError(
-                f"llm.backend: unknown back-end {name!r} (known: none, {', '.join(backend_names())})"
-            )
-        _BACKENDS[name] = factory
-    return _BACKENDS[name]
+    try:
+        return BACKENDS.get(name)
+    except UserError as exc:
+        raise UserError(f"llm.backend: {exc}") from None
 
 
 def make_backend(

@@ -47,7 +47,7 @@ import random
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
@@ -63,6 +63,9 @@ from bailclio.llm.openai_wire import (
     retry_after_s,
     short_error,
 )
+
+if TYPE_CHECKING:
+    from bailclio.config import LLMConfig
 
 Done = Callable[[int, ChatResult], None]
 
@@ -300,3 +303,26 @@ class OpenAIBackend(Backend):
             default_temperature=default_temperature,
             progress=progress,
         )
+
+
+def from_config(cfg: LLMConfig, cache: str | Path | None, *, progress: bool = True) -> OpenAIBackend:
+    """The ``openai`` back-end as ``[llm]`` configures it (the registry's factory)."""
+    assert cfg.model is not None
+    return OpenAIBackend(
+        cfg.model,
+        base_url=cfg.base_url,
+        api_key_env=cfg.api_key_env,
+        max_concurrency=cfg.max_concurrency,
+        timeout_s=cfg.timeout_s,
+        max_retries=cfg.max_retries,
+        max_calls=cfg.max_calls,
+        max_total_tokens=cfg.max_total_tokens,
+        cache=cache,
+        structured_output=cfg.structured_output,
+        max_tokens_param=cfg.max_tokens_param,
+        default_max_tokens=cfg.max_tokens,
+        default_temperature=cfg.temperature,
+        progress=progress,
+        breaker_window=cfg.breaker_window,
+        breaker_threshold=cfg.breaker_threshold,
+    )

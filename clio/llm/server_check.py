@@ -20,11 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bailclio.errors import LLMUnavailable
+
+if TYPE_CHECKING:
+    from bailclio.config import LLMConfig
 
 log = logging.getLogger("bailclio")
 
@@ -125,6 +128,19 @@ def check_server(
                 continue
         break
     _judge(r, url, model, what, api_key_env)
+
+
+def check_config(cfg: LLMConfig) -> None:
+    """:func:`check_server` for the server ``[llm]`` configures."""
+    assert cfg.model is not None
+    check_server(
+        cfg.base_url,
+        cfg.model,
+        api_key_env=cfg.api_key_env,
+        timeout_s=cfg.preflight_timeout_s,
+        wait_s=cfg.preflight_wait_s,
+        max_tokens_param=cfg.max_tokens_param,
+    )
 
 
 def _judge(r: httpx.Response, url: str, model: str, what: str, api_key_env: str) -> None:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bailclio.errors import UserError
 from bailclio.llm.backend import Backend
 from bailclio.llm.base import ChatRequest, ChatResult, Choice, Meter, merge_logprobs
 from bailclio.llm.cache import LLMCache
+
+if TYPE_CHECKING:
+    from bailclio.config import LLMConfig
 
 
 def _json_constraint(schema: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +163,22 @@ class VLLMBackend(Backend):
     def llm(self) -> Any:
         """The ``vllm.LLM`` engine."""
         return self.transport.llm
+
+
+def from_config(cfg: LLMConfig, cache: str | Path | None, *, progress: bool = True) -> VLLMBackend:
+    """The ``vllm`` back-end as ``[llm]`` configures it (the registry's factory)."""
+    assert cfg.model is not None
+    return VLLMBackend(
+        cfg.model,
+        cache=cache,
+        max_calls=cfg.max_calls,
+        max_total_tokens=cfg.max_total_tokens,
+        structured_output=cfg.structured_output,
+        default_max_tokens=cfg.max_tokens,
+        default_temperature=cfg.temperature,
+        progress=progress,
+        engine_kwargs=dict(cfg.vllm_engine) or None,
+    )
 
 
 def _to_result(out: Any, top_k: int | None) -> ChatResult:
