@@ -3,7 +3,8 @@
 :func:`prepare` turns a :class:`bailclio.rundir.Run` into an :class:`Explorer`: one frame with every
 conversation, its assignment and the id and name of its node at each level; a node table with
 sizes and shares; and the lists the page's filters offer. Everything else (search, filters, member
-lists, breakdowns, map points, run comparison, downloads) is a function of an ``Explorer``.
+lists, breakdowns, stability and refusal figures, map points, downloads) is a function of an
+``Explorer``; the run and group comparisons are in ``explorer.compare`` and ``explorer.groups``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bailclio import rundir
 from bailclio.rundir import Run
 from bailclio.taxonomy.export import EXTENSIONS, export_frame, write_frame
 from bailclio.taxonomy.model import Taxonomy, level_label
+from bailclio.taxonomy.site_data import UNSTABLE_BELOW, interval
 
 BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
 FACET_PREFIX = "facet_"
@@ -111,6 +113,31 @@ class Explorer:
 
     def node(self, node_id: str):
         return self.taxonomy.by_id.get(node_id)
+
+    @property
+    def has_refusal(self) -> bool:
+        """The rows carry ``refused`` (True / False / null, from ``bailclio detect``)."""
+        return "refused" in self.frame.columns and self.frame.schema["refused"] == pl.Boolean
+
+
+def stability(node: Any) -> float | None:
+    """The node's ``stability`` from taxonomy.json (None when the run has none)."""
+    value = getattr(node, "extra", {}).get("stability") if node is not None else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def is_unstable(node: Any) -> bool:
+    value = stability(node)
+    return value is not None and value < UNSTABLE_BELOW
+
+
+def no_refusal(ex: Explorer, node_id: str) -> dict[str, Any] | None:
+    """The share of the node's rows that were not refused, ``{"n", "count", "share", "ci95"}`` over
+    the rows with a verdict; None when the run has no ``refused`` column."""
+    if not ex.has_refusal:
+        return None
+    verdicts = members(ex, node_id)["refused"].drop_nulls()
+    return interval(int((~verdicts).sum()), verdicts.len())
 
 
 def tree_order(tax: Taxonomy) -> list[str]:
@@ -222,6 +249,7 @@ class Filters:
     outliers: str = "include"  # include | exclude | only
     label_column: str | None = None
     label_values: list[str] = field(default_factory=list)
+    refused: str = "any"  # any | refused | not refused (rows with no refusal verdict match neither)
 
     def expr(self, ex: Explorer) -> pl.Expr:
         e = pl.lit(True)
@@ -237,6 +265,8 @@ class Filters:
             e &= pl.col("is_outlier")
         if self.label_column and self.label_values and self.label_column in ex.frame.columns:
             e &= pl.col(self.label_column).cast(pl.String).is_in(self.label_values)
+        if self.refused != "any" and ex.has_refusal:
+            e &= (pl.col("refused") == (self.refused == "refused")).fill_null(False)
         return e
 
     @property
@@ -247,6 +277,7 @@ class Filters:
             or self.tops
             or self.outliers != "include"
             or (self.label_column and self.label_values)
+            or self.refused != "any"
         )
 
 
@@ -392,73 +423,3 @@ def labels_csv(run: Run) -> bytes:
 
 def labels_parquet(run: Run) -> bytes:
     return labels_bytes(run, "parquet")
-
-
-# --------------------------------------------------------------------------- compare
-
-
-def compare(
-    a: Explorer, b: Explorer, level: int = 0, threshold: float | None = None, change: float = 0.01
-) -> pl.DataFrame:
-    """Match the nodes of two runs at ``level`` and classify each as stable/grew/shrank/new/vanished.
-
-    The nodes are matched exactly as ``bailclio diff`` matches them
-    (:func:`bailclio.taxonomy.diff.node_similarity`, one-to-one, kept at or above ``threshold``,
-    default :data:`bailclio.taxonomy.diff.DEFAULT_THRESHOLD`); a matched pair whose share moved by
-    more than ``change`` grew or shrank.
-    """
-    from bailclio.taxonomy.diff import DEFAULT_THRESHOLD, match_nodes, node_similarity
-
-    na = [n for n in a.taxonomy.nodes if n.level == level]
-    nb = [n for n in b.taxonomy.nodes if n.level == level]
-    sim = node_similarity(a.run, b.run, level, [n.id for n in na], [n.id for n in nb])
-    sim_name, sim_cent = sim.names, sim.centroid
-    limit = DEFAULT_THRESHOLD if threshold is None else threshold
-    pairs = [(i, j) for i, j, _ in match_nodes(sim.combined, limit)]
-    rows = []
-    ta, tb = max(a.total, 1), max(b.total, 1)
-
-    def row(x, y, i, j) -> dict[str, Any]:
-        sa = x.size / ta if x else 0.0
-        sb = y.size / tb if y else 0.0
-        if x and y:
-            delta = sb - sa
-            status = "grew" if delta > change else "shrank" if delta < -change else "stable"
-        else:
-            delta, status = sb - sa, ("new" if y else "vanished")
-        both = x is not None and y is not None
-        return {
-            "status": status,
-            "a_id": x.id if x else None,
-            "a_name": x.name if x else None,
-            "a_share": sa,
-            "b_id": y.id if y else None,
-            "b_name": y.name if y else None,
-            "b_share": sb,
-            "delta": delta,
-            "name_similarity": float(sim_name[i, j]) if both else None,
-            "centroid_similarity": float(sim_cent[i, j]) if both else None,
-        }
-
-    matched_a, matched_b = {i for i, _ in pairs}, {j for _, j in pairs}
-    for i, j in pairs:
-        rows.append(row(na[i], nb[j], i, j))
-    for i, x in enumerate(na):
-        if i not in matched_a:
-            rows.append(row(x, None, i, -1))
-    for j, y in enumerate(nb):
-        if j not in matched_b:
-            rows.append(row(None, y, -1, j))
-    schema = {
-        "status": pl.String,
-        "a_id": pl.String,
-        "a_name": pl.String,
-        "a_share": pl.Float64,
-        "b_id": pl.String,
-        "b_name": pl.String,
-        "b_share": pl.Float64,
-        "delta": pl.Float64,
-        "name_similarity": pl.Float64,
-        "centroid_similarity": pl.Float64,
-    }
-    return pl.DataFrame(rows, schema=schema).sort(pl.max_horizontal("a_share", "b_share"), descending=True)

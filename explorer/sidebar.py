@@ -107,6 +107,8 @@ def _filter_widgets(ex: D.Explorer) -> None:
         format_func=lambda i: W.node_label(ex, i),
     )
     st.radio("Outliers", ["include", "exclude", "only"], key="f_outliers", horizontal=True)
+    if ex.has_refusal:
+        st.radio("Refusal", ["any", "refused", "not refused"], key="f_refused", horizontal=True)
     if ex.label_columns:
         cols = ["", *ex.label_columns]
         if st.session_state.get("f_label_col") not in cols:
@@ -128,4 +130,5 @@ def current_filters(ex: D.Explorer) -> D.Filters:
         outliers=ss.get("f_outliers", "include"),
         label_column=col if col in ex.label_columns else None,
         label_values=list(ss.get(f"f_label_{col}", [])) if col else [],
+        refused=ss.get("f_refused", "any") if ex.has_refusal else "any",
     )

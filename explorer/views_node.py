@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 import streamlit as st
 
@@ -34,6 +36,7 @@ def view_node(ex: D.Explorer) -> None:
     m2.metric("Share of all", f"{node.size / max(ex.total, 1):.1%}")
     m3.metric("Share of parent", f"{node.size / parent.size:.1%}" if parent and parent.size else "—")
     m4.metric("Level", f"{ex.level_names[node.level] if node.level < len(ex.level_names) else node.level}")
+    _stability_and_refusal(ex, node)
     st.caption(f"id {node.id}")
     st.text(node.description or "(no description)")
     if node.keywords:
@@ -55,6 +58,32 @@ def view_node(ex: D.Explorer) -> None:
     mem = D.members(ex, node.id, filters)
     st.subheader(f"Members ({mem.height:,}{' after filters' if filters.active else ''})")
     W.conversation_list(ex, mem, "member_page", "member")
+
+
+def _stability_and_refusal(ex: D.Explorer, node: Any) -> None:
+    """Stability (when taxonomy.json has it) and the no-refusal share (when rows have ``refused``)."""
+    value, refusal = D.stability(node), D.no_refusal(ex, node.id)
+    if value is None and refusal is None:
+        return
+    left, right = st.columns(2)
+    if value is not None:
+        left.metric(
+            "Stability", f"{value:.2f}", help="How reliably a refit of the clustering finds this node"
+        )
+        if D.is_unstable(node):
+            left.warning(
+                f"Unstable: a refit finds this node less often than {D.UNSTABLE_BELOW:.0%} of the time."
+            )
+    if refusal is not None:
+        if refusal["share"] is None:
+            right.metric("No-refusal share", "—", help="No row of this node has a refusal verdict")
+        else:
+            lo, hi = refusal["ci95"]
+            right.metric("No-refusal share", f"{refusal['share']:.1%}")
+            right.caption(
+                f"95% interval {lo:.1%}–{hi:.1%}; {refusal['count']:,} of {refusal['n']:,} rows with a "
+                "verdict were not refused"
+            )
 
 
 def view_conversation(ex: D.Explorer) -> None:

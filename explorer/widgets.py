@@ -41,11 +41,6 @@ def describe_cached(path: str, signature: tuple[Any, ...]) -> dict[str, Any]:
     return D.describe_run(path)
 
 
-@st.cache_data(max_entries=8, show_spinner="Comparing runs…")
-def compare_cached(a: str, sig_a: tuple, b: str, sig_b: tuple, level: int) -> pl.DataFrame:
-    return D.compare(load_cached(a, sig_a), load_cached(b, sig_b), level)
-
-
 @st.cache_data(max_entries=8, show_spinner="Preparing download…")
 def download_cached(path: str, signature: tuple[Any, ...], kind: str) -> bytes:
     run = load_cached(path, signature).run
@@ -84,7 +79,8 @@ def node_label(ex: D.Explorer, node_id: str) -> str:
     if n is None:
         return node_id
     share = n.size / ex.total if ex.total else 0.0
-    return f"{n.name} — {n.size:,} ({share:.1%}) [{n.id}]"
+    mark = " · unstable" if D.is_unstable(n) else ""
+    return f"{n.name} — {n.size:,} ({share:.1%}){mark} [{n.id}]"
 
 
 def node_button(ex: D.Explorer, node_id: str, key: str, *, container: Any = st) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
-from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run
+from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run, drop_rows
 
 from bailclio.cli import main as cli_main
 from bailclio.explorer import ROOTS_ENV
@@ -233,7 +233,77 @@ def test_top_category_and_label_column_filters(run_dir: Path) -> None:
     assert set(ex.label_columns) == {"category"}
 
 
-def test_compare_shows_shares_and_categories_that_vanish(run_dir: Path) -> None:
+def _with_stability_and_refusals(run_dir: Path) -> tuple[list[bool | None], str]:
+    """Give the run a ``refused`` column (every third row refused, one row with no verdict) and
+    every node a stability (the first node unstable); return the verdicts and that node's id."""
+    conv = pl.read_parquet(run_dir / "conversations.parquet")
+    refused = [None if i == 0 else i % 3 == 0 for i in range(conv.height)]
+    conv.with_columns(pl.Series("refused", refused, dtype=pl.Boolean)).write_parquet(
+        run_dir / "conversations.parquet"
+    )
+    tax = json.loads((run_dir / "taxonomy.json").read_text())
+    for i, node in enumerate(tax["nodes"]):
+        node["stability"] = 0.3 if i == 0 else 0.95
+    (run_dir / "taxonomy.json").write_text(json.dumps(tax))
+    return refused, tax["nodes"][0]["id"]
+
+
+def test_node_page_shows_stability_and_no_refusal_share_with_interval(run_dir: Path) -> None:
+    refused, shaky = _with_stability_and_refusals(run_dir)
+    at = open_app(run_dir)
+    at.sidebar.selectbox(key="node").set_value(shaky).run()
+    go(at, "Node")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Stability"] == "0.30"
+    assert any("Unstable" in w.value for w in at.warning)
+    run = load_run(run_dir)
+    node = run.taxonomy.by_id[shaky]
+    level_ids = run.level_ids(node.level)
+    verdicts = [r for r, nid in zip(refused, level_ids, strict=True) if nid == shaky and r is not None]
+    assert metrics["No-refusal share"] == f"{verdicts.count(False) / len(verdicts):.1%}"
+    assert any(f"{verdicts.count(False):,} of {len(verdicts):,}" in c.value for c in at.caption)
+    assert (
+        "unstable"
+        in at.sidebar.selectbox(key="node").options[
+            [o.endswith(f"[{shaky}]") for o in at.sidebar.selectbox(key="node").options].index(True)
+        ]
+    )
+
+
+def test_refusal_filter_keeps_refused_or_not_refused_rows(run_dir: Path) -> None:
+    refused, _ = _with_stability_and_refusals(run_dir)
+    at = go(open_app(run_dir), "Search")
+    at.sidebar.radio(key="f_refused").set_value("not refused").run()
+    assert f"Conversations ({refused.count(False):,})" in [s.value for s in at.subheader]
+    at.sidebar.radio(key="f_refused").set_value("refused").run()
+    assert f"Conversations ({refused.count(True):,})" in [s.value for s in at.subheader]
+
+
+def test_runs_without_stability_or_refusals_show_neither(run_dir: Path) -> None:
+    at = open_app(run_dir)
+    at.sidebar.selectbox(key="node").set_value(load_run(run_dir).taxonomy.roots[0].id).run()
+    go(at, "Node")
+    assert not {"Stability", "No-refusal share"} & {m.label for m in at.metric}
+    assert not [r for r in at.sidebar.radio if r.key == "f_refused"]
+
+
+def frame_with(at: AppTest, column: str) -> list:
+    """The dataframes on the page that have ``column``, in page order."""
+    return [d.value for d in at.dataframe if column in d.value.columns]
+
+
+def _compare_app(run_dir: Path, other: Path, level: int) -> AppTest:
+    at = open_app(run_dir.parent)
+    at.sidebar.selectbox(key="run_path").set_value(str(run_dir)).run()
+    go(at, "Compare")
+    at.selectbox(key="cmp_pick").set_value(str(other)).run()
+    at.selectbox(key="cmp_level").set_value(level).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_compare_of_the_same_rows_reports_no_change_and_the_vanished_node(run_dir: Path) -> None:
+    from bailclio.explorer.compare import NO_CHANGE
     from bailclio.taxonomy.curation import merge_nodes
 
     other = copy_run(run_dir, run_dir.parent / "r2")
@@ -241,22 +311,34 @@ def test_compare_shows_shares_and_categories_that_vanish(run_dir: Path) -> None:
     pair = next(p for p in run.taxonomy.nodes if len(run.taxonomy.children(p.id)) >= 2)
     kids = run.taxonomy.children(pair.id)
     merge_nodes(run, kids[1].id, kids[0].id)
-    at = open_app(run_dir.parent)
-    at.sidebar.selectbox(key="run_path").set_value(str(run_dir)).run()
-    go(at, "Compare")
-    at.selectbox(key="cmp_pick").set_value(str(other)).run()
-    at.selectbox(key="cmp_level").set_value(kids[0].level).run()
-    assert not at.exception
-    table = at.dataframe[0].value
-    assert set(table["status"]) >= {"stable", "vanished", "grew"}
-    vanished = table.filter(pl.col("status") == "vanished") if isinstance(table, pl.DataFrame) else None
-    if vanished is None:
-        vanished = table[table["status"] == "vanished"]
-    assert kids[1].id in list(vanished["a_id"])
-    same = table[table["status"] == "stable"] if not isinstance(table, pl.DataFrame) else table
-    assert all(v > 0.99 for v in list(same["centroid_similarity"]) if v == v)
+    at = _compare_app(run_dir, other, kids[0].level)
+    (nodes,) = frame_with(at, "change 95% interval")[:1]
+    assert set(nodes["status"]) == {NO_CHANGE}  # the same rows on one taxonomy: nothing moved
+    assert list(nodes["change (pp)"]) == [0.0] * len(nodes)
+    only_a, only_b = frame_with(at, "best similarity")
+    assert kids[1].id in list(only_a["id"]) and len(only_b) == 0
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert [t["type"] for t in spec["data"]] == ["bar", "bar"]
+    assert spec["data"][0]["error_x"]["array"] is not None
+
+
+def test_compare_calls_a_planted_loss_shrank_and_other_moves_noise(run_dir: Path) -> None:
+    from bailclio.explorer.compare import NO_CHANGE
+    from bailclio.taxonomy.diff import diff_runs
+
+    other = copy_run(run_dir, run_dir.parent / "r2")
+    run = load_run(run_dir)
+    top = max(run.taxonomy.roots, key=lambda n: n.size)
+    ids = run.assignments.filter(pl.col("top_id") == top.id)["conversation_id"].to_list()
+    drop_rows(other, set(ids[: int(0.9 * len(ids))]))
+    at = _compare_app(run_dir, other, 0)
+    nodes = frame_with(at, "change 95% interval")[0]
+    status = dict(zip(nodes["id"], nodes["status"], strict=True))
+    assert status[top.id] == "shrank"
+    truth = {n.id: n.significant for n in diff_runs(run, load_run(other), 0).nodes}
+    for node_id, st in status.items():
+        assert (st != NO_CHANGE) == truth[node_id], node_id
+        if node_id != top.id and not truth[node_id]:
+            assert st == NO_CHANGE
 
 
 def test_compare_box_refuses_every_path_outside_the_roots_with_one_message(

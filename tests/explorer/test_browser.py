@@ -141,6 +141,9 @@ def test_tree_map_node_and_conversation_in_chromium(server, browser) -> None:
     # the tree (expanders with sizes) and the sunburst render over the websocket
     expander = wait_for(browser, '[data-testid="stExpander"]', f"{top.size:,} (")
     wait_for(browser, ".js-plotly-plot .sunburstlayer")
+    # a viewer's toolbar: no "Deploy" button
+    assert not browser.find_elements("css selector", '[data-testid="stAppDeployButton"]')
+    assert "Deploy" not in [b.text.strip() for b in browser.find_elements("css selector", "header button")]
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "explorer-taxonomy.png"))
 

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +87,29 @@ def transcript_run(base: Path) -> Path:
 def copy_run(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+def drop_rows(run_dir: Path, drop: set[str]) -> None:
+    """Remove the rows ``drop`` (conversation ids) from a copied run, keeping its files consistent:
+    tables, vectors, node sizes and the manifest's count."""
+    conv = pl.read_parquet(run_dir / "conversations.parquet")
+    assign = pl.read_parquet(run_dir / "assignments.parquet")
+    keep = ~assign["conversation_id"].is_in(sorted(drop))
+    conv.filter(~conv["conversation_id"].is_in(sorted(drop))).write_parquet(run_dir / "conversations.parquet")
+    kept = assign.filter(keep)
+    kept.write_parquet(run_dir / "assignments.parquet")
+    rows = np.flatnonzero(keep.to_numpy())
+    for name in ("embeddings.npy", "space.npy"):
+        if (run_dir / name).exists():
+            np.save(run_dir / name, np.load(run_dir / name)[rows])
+    sizes: dict[str, int] = {}
+    for path in kept["path"].to_list():
+        for node in path:
+            sizes[node] = sizes.get(node, 0) + 1
+    tax = json.loads((run_dir / "taxonomy.json").read_text())
+    for node in tax["nodes"]:
+        node["size"] = sizes.get(node["id"], 0)
+    (run_dir / "taxonomy.json").write_text(json.dumps(tax))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["counts"]["accepted"] = kept.height
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
