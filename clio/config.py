@@ -23,6 +23,20 @@ from bailclio.errors import UserError
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unset(cls, data: Any) -> Any:
+        """In a setting whose default is "unset" (None), ``""``, ``0`` and ``[]`` also mean unset:
+        the documented defaults block writes them so (``min_cluster_size = 0``, ``model = ""``)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, f in cls.model_fields.items():
+            value = out.get(name)
+            if f.default is None and not isinstance(value, bool) and value in ("", 0, []):
+                out[name] = None
+        return out
+
 
 class InputConfig(_Section):
     text_column: str | None = None
