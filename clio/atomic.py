@@ -26,6 +26,7 @@ import ctypes.util
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -62,10 +63,23 @@ def write_file(path: str | Path, write: Callable[[Path], Any]) -> None:
         raise
 
 
+def os_error_text(exc: OSError) -> tuple[int | None, str]:
+    """The error number and its words, also for errors raised by libraries (polars, pyarrow) that
+    give only a message such as "No space left on device (os error 28)"."""
+    number = exc.errno
+    if number is None:
+        found = re.search(r"os error (\d+)|errno[ =:]*(\d+)", str(exc), re.I)
+        number = int(found.group(1) or found.group(2)) if found else None
+    if number is not None:
+        return number, os.strerror(number)
+    return None, (str(exc).splitlines() or ["input/output error"])[0]
+
+
 def _raise_for(exc: BaseException, dest: Path) -> None:
     """Name the destination, not the temporary file, in an operating-system error."""
-    if isinstance(exc, OSError) and exc.errno is not None:
-        raise OSError(exc.errno, f"cannot write: {exc.strerror}", str(dest)) from exc
+    if isinstance(exc, OSError) and not isinstance(exc, Busy):
+        number, words = os_error_text(exc)
+        raise OSError(number, f"cannot write: {words}", str(dest)) from exc
 
 
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:

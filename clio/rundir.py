@@ -308,9 +308,10 @@ def building(out: str | Path, force: bool) -> Iterator[Path]:
         raise UserError(
             f"{dest}: another bailclio process is writing there; try again when it is done"
         ) from exc
-    except OSError as exc:
-        if exc.filename is not None and Path(exc.filename) in (dest, dest.parent):
-            raise UserError(f"{dest}: cannot write the run there: {exc.strerror}") from exc
+    except OSError as exc:  # a full disk, a read-only folder: the run cannot be written
+        where = Path(exc.filename) if exc.filename is not None else None
+        if where is None or where in (dest, dest.parent) or where.parent.name.startswith(f".{dest.name}."):
+            raise UserError(f"{dest}: cannot write the run there: {atomic.os_error_text(exc)[1]}") from exc
         raise
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import polars as pl
@@ -194,3 +195,35 @@ def test_a_seed_out_of_range_is_refused_before_any_work(
 ) -> None:
     refused(["run", str(csv_input), "--out", str(tmp_path / "r"), "--seed", seed], capsys, "seed")
     assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 256 KiB file system, nearly full (mounting one needs root; skipped otherwise)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        (mount / "filler").write_bytes(b"\0" * (200 << 10))
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_old_output(
+    tmp_path: Path, full_disk: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    run = tiny_run(tmp_path / "r", n=3000)
+    out = full_disk / f"x.{fmt}"
+    out.write_text("previous export")
+    refused(["export", str(run), "--format", fmt, "--out", str(out)], capsys, str(out), "No space left")
+    assert out.read_text() == "previous export"
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", out.name]
