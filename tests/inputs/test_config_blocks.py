@@ -12,10 +12,12 @@ from bailclio.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PACKAGING = re.compile(r"^\[(project|tool|build-system)\b", re.M)  # pyproject.toml blocks, not configs
 BLOCKS = [
     pytest.param(block, id=f"{page.name}-{i}")
     for page in PAGES
     for i, block in enumerate(re.findall(r"```toml\n(.*?)```", page.read_text(encoding="utf-8"), re.S))
+    if not PACKAGING.search(block)
 ]
 
 
