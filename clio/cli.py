@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 from bailclio import __version__
 from bailclio.errors import LLMUnavailable, UserError
+from bailclio.paths import cache_root
+from bailclio.provenance import portable_numerics
 
 # Each name is a module in clio/commands exposing ``register(subparsers)``.
 COMMANDS = ("run", "show", "explore", "export", "assign", "diff", "compare", "eval", "detect", "report")
@@ -21,8 +23,6 @@ COMMANDS = ("run", "show", "explore", "export", "assign", "diff", "compare", "ev
 def ensure_numba_cache() -> None:
     """Keep numba's compiled functions on disk so only the first run ever pays for compiling."""
     if "NUMBA_CACHE_DIR" not in os.environ:
-        from bailclio.paths import cache_root
-
         path = cache_root("numba")
         path.mkdir(parents=True, exist_ok=True)
         os.environ["NUMBA_CACHE_DIR"] = str(path)
@@ -31,8 +31,6 @@ def ensure_numba_cache() -> None:
 def pin_numerics() -> None:
     """Before numpy, torch or numba load: the portable numeric settings, where the environment
     has not chosen (see :data:`bailclio.provenance.PORTABLE_NUMERICS`)."""
-    from bailclio.provenance import portable_numerics
-
     for key, value in portable_numerics().items():
         os.environ.setdefault(key, value)
 

@@ -26,22 +26,12 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bailclio.config import ClusterConfig
-
-
-@dataclass
-class Clustering:
-    labels: np.ndarray  # leaf index per point, outliers attached (or -1 when not attached)
-    raw_labels: np.ndarray  # HDBSCAN's labels, -1 = noise
-    is_outlier: np.ndarray
-    probabilities: np.ndarray
-    n_clusters: int
-    params: dict[str, Any] = field(default_factory=dict)
+from bailclio.stages import Clustering
 
 
 def default_min_cluster_size(n: int) -> int:
@@ -235,4 +225,44 @@ def cluster_points(space: np.ndarray, cfg: ClusterConfig) -> Clustering:
         probabilities=np.asarray(probs),
         n_clusters=int(max(labels.max(), raw.max()) + 1),
         params=params,
+    )
+
+
+def clustering_from_labels(
+    labels: np.ndarray,
+    space: np.ndarray,
+    *,
+    probabilities: np.ndarray | None = None,
+    params: dict[str, Any] | None = None,
+    attach: bool = True,
+    neighbors: int = 10,
+) -> Clustering:
+    """A :class:`Clustering` from any labelling (``-1`` = noise): leaves renumbered 0..k-1 from
+    the largest, noise flagged ``is_outlier`` and, with ``attach``, given the leaf of its nearest
+    clustered neighbours as HDBSCAN's noise is."""
+    raw_in = np.asarray(labels, dtype=np.int64)
+    n = raw_in.shape[0]
+    valid = raw_in[raw_in >= 0]
+    raw = np.full(n, -1, dtype=np.int64)
+    if len(valid):
+        uniq, first, counts = np.unique(valid, return_index=True, return_counts=True)
+        order = sorted(range(len(uniq)), key=lambda i: (-counts[i], first[i]))
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[order] = np.arange(len(uniq))
+        raw[raw_in >= 0] = rank[np.searchsorted(uniq, valid)]
+    is_outlier = raw < 0
+    if not len(valid):
+        out = np.zeros(n, dtype=np.int64)
+    elif attach and is_outlier.any():
+        out = attach_outliers(space, raw, neighbors)
+    else:
+        out = raw.copy()
+    probs = np.where(is_outlier, 0.0, 1.0) if probabilities is None else np.asarray(probabilities)
+    return Clustering(
+        labels=out,
+        raw_labels=raw,
+        is_outlier=is_outlier,
+        probabilities=probs,
+        n_clusters=int(max(out.max(initial=-1), raw.max(initial=-1)) + 1),
+        params=dict(params or {}),
     )

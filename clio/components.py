@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bailclio.cluster import cluster_points, clustering_from_labels
 from bailclio.config import (
     ClusterConfig,
     EmbeddingConfig,
@@ -36,8 +37,12 @@ from bailclio.config import (
     NamingConfig,
     ReduceConfig,
 )
+from bailclio.embeddings.encoder import embed_texts
 from bailclio.errors import UserError
+from bailclio.hierarchy import build_hierarchy
+from bailclio.naming import name_levels
 from bailclio.plugins import NAMERS
+from bailclio.reduce import reduce_vectors
 from bailclio.stages import (
     Clusterer,
     Clustering,
@@ -45,7 +50,6 @@ from bailclio.stages import (
     Naming,
     NamingContext,
     NodeName,
-    clustering_from_labels,
 )
 
 if TYPE_CHECKING:
@@ -60,8 +64,6 @@ class SentenceTransformerEmbedder:
         self.config = base.model_copy(update=settings) if settings else base
 
     def embed(self, texts: list[str], *, progress: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
-        from bailclio.embeddings.encoder import embed_texts
-
         return embed_texts(texts, self.config, progress=progress)
 
     def describe(self) -> str:
@@ -76,8 +78,6 @@ class UMAPReducer:
         self.config = base.model_copy(update=settings) if settings else base
 
     def reduce(self, vectors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        from bailclio.reduce import reduce_vectors
-
         return reduce_vectors(vectors, self.config, seed)
 
 
@@ -89,8 +89,6 @@ class HDBSCANClusterer:
         self.config = base.model_copy(update=settings) if settings else base
 
     def cluster(self, space: np.ndarray) -> Clustering:
-        from bailclio.cluster import cluster_points
-
         return cluster_points(space, self.config)
 
 
@@ -133,7 +131,7 @@ class KMeansClusterer(SklearnClusterer):
     """scikit-learn's KMeans with ``n_clusters`` leaves (no outliers)."""
 
     def __init__(self, n_clusters: int, *, random_state: int = 42, **kwargs: Any) -> None:
-        from sklearn.cluster import KMeans
+        from sklearn.cluster import KMeans  # scikit-learn's cluster module is slow to import
 
         super().__init__(KMeans(n_clusters=n_clusters, random_state=random_state, n_init="auto", **kwargs))
 
@@ -160,8 +158,6 @@ class WardHierarchy:
     def build(
         self, space: np.ndarray, leaf_labels: np.ndarray, vectors: np.ndarray | None = None
     ) -> Hierarchy:
-        from bailclio.hierarchy import build_hierarchy
-
         return build_hierarchy(space, leaf_labels, self.config, vectors=vectors)
 
 
@@ -189,8 +185,6 @@ class LLMNamer:
         self.stage = stage
 
     def name(self, ctx: NamingContext) -> Naming:
-        from bailclio.naming import name_levels
-
         depth = ctx.hierarchy.depth
         cfg = self.stage.cfg
 
@@ -210,10 +204,8 @@ class LLMNamer:
         )
         hierarchy = None
         if result.parents is not None:
-            from bailclio.hierarchy import Hierarchy as Tree
-
             info = {**ctx.hierarchy.info, **result.hierarchy_info}
-            hierarchy = Tree(result.parents, ctx.hierarchy.n_leaves, info)
+            hierarchy = Hierarchy(result.parents, ctx.hierarchy.n_leaves, info)
         levels = [
             {g: NodeName(n.name, n.description, n.source, n.error, dict(n.extra)) for g, n in lvl.items()}
             for lvl in result.levels

@@ -36,38 +36,12 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bailclio.config import HierarchyConfig
-
-
-@dataclass
-class Hierarchy:
-    """Any number of levels, top first, leaves last. ``parents[d]`` maps each node of level
-    ``d + 1`` to its parent's index at level ``d`` (so ``len(parents) == depth - 1``)."""
-
-    parents: list[np.ndarray]
-    n_leaves: int
-    info: dict = field(default_factory=dict)  # why this depth and these sizes (for the manifest)
-
-    @property
-    def depth(self) -> int:
-        return len(self.parents) + 1
-
-    @property
-    def sizes(self) -> list[int]:
-        """Node count per level, top first."""
-        return [int(self.parents[0].max()) + 1] + [len(p) for p in self.parents]
-
-    def groups(self, leaf_labels: np.ndarray) -> list[np.ndarray]:
-        """Per level (top first), the node index of each point given its leaf label."""
-        out = [np.asarray(leaf_labels)]
-        for parent in reversed(self.parents):
-            out.append(parent[out[-1]])
-        return out[::-1]
+from bailclio.stages import Hierarchy
 
 
 def default_top(k: int, cfg: HierarchyConfig) -> int:

@@ -5,6 +5,7 @@ A :class:`bailclio.Taxonomer` is configured with one object per stage. The defau
 LLM names); anything with the same methods can take their place::
 
     >>> import numpy as np
+    >>> from bailclio.cluster import clustering_from_labels
     >>> class Halves:                                  # a Clusterer: split the map at x = 0
     ...     def cluster(self, space):      # leaves are numbered from the largest
     ...         labels = (space[:, 0] > 0).astype(np.int64)
@@ -13,8 +14,9 @@ LLM names); anything with the same methods can take their place::
     >>> c.labels.tolist(), c.n_clusters, bool(c.is_outlier.any())
     ([1, 0, 0], 2, False)
 
-This module imports no heavy library; the stage modules it describes are imported by the
-components when they run.
+The data the stages hand each other (:class:`Clustering`, :class:`Hierarchy`, :class:`NodeName`,
+:class:`Naming`, :class:`NamingContext`) is defined here with the interfaces; the stage modules
+(``cluster``, ``hierarchy``, ...) import it from here. This module imports no heavy library.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-from bailclio.cluster import Clustering
-from bailclio.hierarchy import Hierarchy
 
 __all__ = [
     "Clusterer",
@@ -39,8 +38,45 @@ __all__ = [
     "NamingContext",
     "NodeName",
     "Reducer",
-    "clustering_from_labels",
 ]
+
+
+@dataclass
+class Clustering:
+    """A clusterer's answer: the leaf of every point, numbered 0..k-1 from the largest."""
+
+    labels: np.ndarray  # leaf index per point, outliers attached (or -1 when not attached)
+    raw_labels: np.ndarray  # HDBSCAN's labels, -1 = noise
+    is_outlier: np.ndarray
+    probabilities: np.ndarray
+    n_clusters: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hierarchy:
+    """Any number of levels, top first, leaves last. ``parents[d]`` maps each node of level
+    ``d + 1`` to its parent's index at level ``d`` (so ``len(parents) == depth - 1``)."""
+
+    parents: list[np.ndarray]
+    n_leaves: int
+    info: dict = field(default_factory=dict)  # why this depth and these sizes (for the manifest)
+
+    @property
+    def depth(self) -> int:
+        return len(self.parents) + 1
+
+    @property
+    def sizes(self) -> list[int]:
+        """Node count per level, top first."""
+        return [int(self.parents[0].max()) + 1] + [len(p) for p in self.parents]
+
+    def groups(self, leaf_labels: np.ndarray) -> list[np.ndarray]:
+        """Per level (top first), the node index of each point given its leaf label."""
+        out = [np.asarray(leaf_labels)]
+        for parent in reversed(self.parents):
+            out.append(parent[out[-1]])
+        return out[::-1]
 
 
 @runtime_checkable
@@ -60,14 +96,14 @@ class Reducer(Protocol):
 
 @runtime_checkable
 class Clusterer(Protocol):
-    """Points of the clustering space to leaves (:class:`~bailclio.cluster.Clustering`)."""
+    """Points of the clustering space to leaves (:class:`Clustering`)."""
 
     def cluster(self, space: np.ndarray) -> Clustering: ...
 
 
 @runtime_checkable
 class HierarchyBuilder(Protocol):
-    """Leaves to a tree: parent maps from the leaves up (:class:`~bailclio.hierarchy.Hierarchy`).
+    """Leaves to a tree: parent maps from the leaves up (:class:`Hierarchy`).
 
     A builder whose ``build`` also takes ``vectors=`` is given the embeddings (one row per point)."""
 
@@ -134,45 +170,3 @@ def describe_stage(stage: Any) -> str:
     """A short label for the manifest: the class name and, when it has one, its ``describe()``."""
     text = stage.describe() if hasattr(stage, "describe") else None
     return f"{type(stage).__module__}.{type(stage).__qualname__}" + (f" ({text})" if text else "")
-
-
-def clustering_from_labels(
-    labels: np.ndarray,
-    space: np.ndarray,
-    *,
-    probabilities: np.ndarray | None = None,
-    params: dict[str, Any] | None = None,
-    attach: bool = True,
-    neighbors: int = 10,
-) -> Clustering:
-    """A :class:`Clustering` from any labelling (``-1`` = noise): leaves renumbered 0..k-1 from
-    the largest, noise flagged ``is_outlier`` and, with ``attach``, given the leaf of its nearest
-    clustered neighbours as HDBSCAN's noise is."""
-    raw_in = np.asarray(labels, dtype=np.int64)
-    n = raw_in.shape[0]
-    valid = raw_in[raw_in >= 0]
-    raw = np.full(n, -1, dtype=np.int64)
-    if len(valid):
-        uniq, first, counts = np.unique(valid, return_index=True, return_counts=True)
-        order = sorted(range(len(uniq)), key=lambda i: (-counts[i], first[i]))
-        rank = np.empty(len(uniq), dtype=np.int64)
-        rank[order] = np.arange(len(uniq))
-        raw[raw_in >= 0] = rank[np.searchsorted(uniq, valid)]
-    is_outlier = raw < 0
-    if not len(valid):
-        out = np.zeros(n, dtype=np.int64)
-    elif attach and is_outlier.any():
-        from bailclio.cluster import attach_outliers
-
-        out = attach_outliers(space, raw, neighbors)
-    else:
-        out = raw.copy()
-    probs = np.where(is_outlier, 0.0, 1.0) if probabilities is None else np.asarray(probabilities)
-    return Clustering(
-        labels=out,
-        raw_labels=raw,
-        is_outlier=is_outlier,
-        probabilities=probs,
-        n_clusters=int(max(out.max(initial=-1), raw.max(initial=-1)) + 1),
-        params=dict(params or {}),
-    )

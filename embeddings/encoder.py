@@ -24,6 +24,7 @@ import numpy as np
 
 from bailclio.config import EmbeddingConfig
 from bailclio.embeddings.cache import EmbeddingCache
+from bailclio.embeddings.onnx_backend import OnnxEncoder
 from bailclio.errors import UserError
 from bailclio.paths import cache_root
 
@@ -68,8 +69,6 @@ def load_model(name: str, device: str = "auto", backend: str = "torch") -> Any:
     ``backend`` gives an :class:`~bailclio.embeddings.onnx_backend.OnnxEncoder` of the same model."""
     target, _ = resolve_model(name)
     if backend != "torch":
-        from bailclio.embeddings.onnx_backend import OnnxEncoder
-
         if not Path(target).is_dir():
             raise UserError(f"embedding back-end '{backend}' needs a local model folder, got '{name}'")
         return OnnxEncoder(target, backend, cache_root())
