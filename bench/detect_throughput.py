@@ -11,6 +11,14 @@ The server runs in its own process (tests/support/detect_model.py answers) so cl
 share one interpreter.
 
     python bench/detect_throughput.py [--latency-ms 50] [--repeats 3]
+
+With ``--refusal LIST`` (e.g. ``lexical`` or ``lexical,judge``) it measures only the cost of the
+refusal axis instead: whole detect runs (all methods, 80 conversations, concurrency 8) with each
+reply classifier and with ``--refusal none``, the runs of one repeat back to back, and prints the
+median wall time of each, its ratio to ``none``, and the median time spent scoring replies
+(``timings.refusal_s``) and its share of the run (``--refusal-model`` for ``classifier``).
+
+    python bench/detect_throughput.py --refusal lexical --repeats 7
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ def start_server(latency_ms: float, logprobs: bool = True) -> tuple[subprocess.P
 
 def write_input(path: Path, n: int, tag: str) -> Path:
     """n conversations of two user turns; every 5th bails by prompt, every 7th by string and
-    every 9th by tool."""
+    every 9th by tool; every 4th is refused."""
     rows = []
     for i in range(n):
         marker = []
@@ -62,6 +70,8 @@ def write_input(path: Path, n: int, tag: str) -> Path:
             marker.append("STRINGME")
         if i % 9 == 0:
             marker.append("TOOLME")
+        if i % 4 == 0:
+            marker.append("REFUSEME")
         last = f"{tag} question {i} {' '.join(marker)}".strip()
         conv = [
             {"role": "user", "content": f"{tag} hello {i}"},
@@ -91,14 +101,62 @@ def one_run(base_url: str, n: int, concurrency: int, tmp: Path, tag: str, **opts
         "req_s": calls / wall,
         "bails_h": summary["counts"]["bails"] / wall * 3600,
         "per_turn": calls / summary["counts"]["scored_turns"],
+        "refusal_scored": (summary.get("refusal") or {}).get("replies_scored", 0),
+        "refusal_s": summary["timings"].get("refusal_s", 0.0),
     }
+
+
+def refusal_cost(base_url: str, classifiers: list[str], repeats: int, model: str | None) -> None:
+    """Median wall time of detect with each reply classifier against ``--refusal none``."""
+    kinds = ["none", *[c for c in classifiers if c != "none"]]
+    walls: dict[str, list[float]] = {k: [] for k in kinds}
+    own: dict[str, list[float]] = {k: [] for k in kinds}
+    replies: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        one_run(base_url, 2, 8, tmp, "warmup", refusal="lexical")
+        for r in range(repeats):
+            for k in kinds if r % 2 == 0 else kinds[::-1]:  # alternate the order against drift
+                extra = {"refusal_model": model} if k == "classifier" else {}
+                res = one_run(base_url, 80, 8, tmp, f"{k}{r}", refusal=k, **extra)
+                walls[k].append(res["wall"])
+                own[k].append(res["refusal_s"])
+                replies[k] = res["refusal_scored"]
+    base = statistics.median(walls["none"])
+    print(
+        "refusal axis cost: detect of 80 conversations (prompt,string,tool), concurrency 8, "
+        f"median of {repeats}"
+    )
+    head = f"{'--refusal':<12} {'replies':>8} {'wall s':>8} {'vs none':>8} {'refusal s':>10} {'share':>7}"
+    head += "  runs (s)"
+    print(head)
+    print("-" * len(head))
+    for k in kinds:
+        med = statistics.median(walls[k])
+        runs = ", ".join(f"{w:.2f}" for w in walls[k])
+        mine = statistics.median(own[k])
+        share = statistics.median(o / w for o, w in zip(own[k], walls[k], strict=True))
+        print(
+            f"{k:<12} {replies[k]:>8} {med:>8.2f} {med / base:>7.3f}x {mine:>10.3f} {100 * share:>6.2f}%"
+            f"  {runs}"
+        )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--refusal", help="comma list of reply classifiers to compare with none")
+    ap.add_argument("--refusal-model", help="model for --refusal classifier")
     args = ap.parse_args()
+    if args.refusal:
+        server, base_url = start_server(args.latency_ms)
+        try:
+            refusal_cost(base_url, args.refusal.split(","), args.repeats, args.refusal_model)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        return 0
     server, base_url = start_server(args.latency_ms)
     nolp_server, nolp_url = start_server(args.latency_ms, logprobs=False)
     try:
