@@ -112,6 +112,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the detect modules and polars load when the command runs, so that --help stays fast
     from bailclio.config import load_config
     from bailclio.detect.runner import DetectOptions, rates_table, run_detect
     from bailclio.outputs import check_detect_dir

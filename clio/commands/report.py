@@ -31,6 +31,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # polars and matplotlib load when the command runs, so that --help stays fast
     from bailclio.report.page import write_report
 
     result = write_report(args.detect_dirs, args.out, args.run)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bailclio.llm.base import ChatRequest, LLMBackend
+from bailclio.llm.structured import generate_structured
 
 
 class FalseBailVerdict(BaseModel):
@@ -47,8 +48,6 @@ def _render_for_judge(conversation: list[dict[str, str]], journal: str | None, l
 def flag_false_bails(judge: LLMBackend, bails: list[dict[str, Any]]) -> dict[str, int]:
     """Add ``false_bail_rephrase``, ``false_bail_missing_info``, ``false_bail`` and
     ``false_bail_explanation`` (and ``false_bail_error`` on failure) to each bail row in place."""
-    from bailclio.llm.structured import generate_structured
-
     reqs = []
     for b in bails:
         msgs = [

@@ -32,6 +32,7 @@ from bailclio.detect.options import REFUSAL_METHODS
 from bailclio.detect.scoring import strip_thinking
 from bailclio.errors import UserError
 from bailclio.llm.base import ChatRequest, LLMBackend
+from bailclio.llm.structured import generate_structured
 
 # The classifier reads at most this much of each side (the reply's start, the user turn's end).
 USER_CHARS = 2000
@@ -184,8 +185,6 @@ def score_pairs(
     elif todo and method == "judge":
         if judge is None:
             raise UserError("--refusal judge needs an LLM back-end")
-        from bailclio.llm.structured import generate_structured
-
         reqs = [_judge_request(u, r) for u, r in todo]
         scores.requests = len(reqs)
         verdicts = generate_structured(judge, reqs, RefusalVerdict, desc="detect refusal judge")

@@ -82,6 +82,8 @@ from bailclio.detect.false_bails import flag_false_bails
 from bailclio.detect.options import METHOD_PRIORITY, METHODS, DetectOptions
 from bailclio.detect.outputs import bails_frame, detections_frame, method_rates, rates_table
 from bailclio.errors import UserError
+from bailclio.ingest import read_input
+from bailclio.llm import make_backend, preflight
 from bailclio.llm.base import LLMBackend
 from bailclio.provenance import file_sha256, package_versions
 
@@ -135,8 +137,6 @@ def load_conversations(
     (rejects.jsonl is written unless a previous detect's outputs are in ``out``). ``prefix``
     messages go before every conversation (after its system prompt)."""
     prefix = prefix or []
-    from bailclio.ingest import read_input
-
     t0 = time.perf_counter()
     ing = read_input(
         src,
@@ -175,12 +175,8 @@ def measure(
     backend: LLMBackend | None,
 ) -> Measured:
     """Run the detector (and the false-bail judge) on the back-end; close what was opened here."""
-    from bailclio.llm import make_backend
-
     owns_backend = backend is None
     if backend is None:
-        from bailclio.llm import preflight
-
         preflight(llm)  # an unreachable server: one line before any call
         backend = make_backend(llm, out / rundir.LLM_CACHE, progress=progress)
     if backend is None:
