@@ -5,7 +5,10 @@ Sections (``--section``, default all of this file's):
 * ``planted``: one BailBench taxonomy; a column ``model`` where every row of one BailBench category
   is model B and the other rows are split between A and B at random. ``compare --by model``
   should find the nodes made of that category (>= 80% of their rows from it) significant and at
-  most one other node. Repeated for each category with enough rows, at the top and leaf levels.
+  most one node without it (< 10% of its rows from it). Nodes that mix it with others (10-80%)
+  truly differ between A and B and are counted apart. A node of a handful of rows cannot reach
+  significance whatever its make-up, so nodes made of the category are also counted among those
+  of >= 15 rows. Repeated for each category with >= 60 rows, at the top and leaf levels.
 * ``stability-cost``: the warm BailBench run (``pipeline.run``, embeddings cached) with the default
   stability refits and with ``stability_refits = 0``, alternated, median of ``--repeats``; the
   ratio must stay within 1.5.
@@ -60,6 +63,11 @@ def best_jaccard(a: set[str], others: list[set[str]]) -> float:
 
 
 # ------------------------------------------------------------------------------------ planted
+MADE_OF = 0.8  # a node whose rows are at least this share from the planted category is made of it
+WITHOUT = 0.1  # a node with less than this share from it is a node without it
+DETECTABLE = 15  # rows a node made of the category needs before a test can flag it reliably
+
+
 def planted(work: Path) -> None:
     from bailclio.rundir import CONVERSATIONS, load_run
     from bailclio.taxonomy.compare import compare_groups
@@ -70,34 +78,46 @@ def planted(work: Path) -> None:
     run = load_run(base)
     conv = pl.read_parquet(base / CONVERSATIONS)
     cats = conv["category"].value_counts().filter(pl.col("count") >= 60)["category"].to_list()
-    print("\n== planted: one category's rows all model B, the rest split at random ==")
-    print(f"{'category':<28}{'level':>6}{'its nodes':>10}{'found':>7}{'others flagged':>16}  floor")
-    held = 0
-    total = 0
+    print("\n== planted: one category's rows all model B, the rest split A/B at random ==")
+    print(
+        f"nodes made of it: >= {MADE_OF:.0%} of their rows from it (found: significant; of those with "
+        f">= {DETECTABLE} rows); without it: < {WITHOUT:.0%}; mixed nodes are neither"
+    )
+    head = f"{'category':<28}{'level':>6}{'made of':>9}{'found':>7}{'>=15 found':>12}{'mixed flagged':>15}"
+    print(head + f"{'without flagged':>17}  floor")
+    held = total = 0
     rng = np.random.default_rng(7)
     for cat in sorted(cats):
         coin = rng.random(conv.height) < 0.5
-        model = [
-            "B" if c == cat else ("A" if h else "B") for c, h in zip(conv["category"], coin, strict=True)
-        ]
+        is_cat = (conv["category"] == cat).to_list()
+        model = ["B" if c else ("A" if h else "B") for c, h in zip(is_cat, coin, strict=True)]
         run.conversations = conv.with_columns(pl.Series("model", model))
-        is_cat = dict(zip(conv["conversation_id"], conv["category"] == cat, strict=True))
+        of_row = dict(zip(conv["conversation_id"], is_cat, strict=True))
         for level in (0, run.taxonomy.depth - 1):
             result = compare_groups(run, "model", level=level)
-            ids = run.level_ids(level)
-            rows = run.assignments["conversation_id"].to_list()
-            share_of_cat: dict[str, list[bool]] = {}
-            for cid, node in zip(rows, ids, strict=True):
-                share_of_cat.setdefault(node, []).append(bool(is_cat[cid]))
-            made_of = {n for n, v in share_of_cat.items() if sum(v) / len(v) >= 0.8}
-            found = sum(1 for n in result.nodes if n.id in made_of and n.significant)
-            others = sum(1 for n in result.nodes if n.id not in made_of and n.significant)
-            ok = found == len(made_of) and others <= 1
+            frac: dict[str, list[bool]] = {}
+            for cid, node in zip(run.assignments["conversation_id"], run.level_ids(level), strict=True):
+                frac.setdefault(node, []).append(of_row[cid])
+            share = {n: sum(v) / len(v) for n, v in frac.items()}
+            made = [n for n in result.nodes if share.get(n.id, 0) >= MADE_OF]
+            big = [n for n in made if len(frac[n.id]) >= DETECTABLE]
+            without = [n for n in result.nodes if share.get(n.id, 0) < WITHOUT]
+            mixed = [n for n in result.nodes if WITHOUT <= share.get(n.id, 0) < MADE_OF]
+            found = sum(n.significant for n in made)
+            found_big = sum(n.significant for n in big)
+            false = sum(n.significant for n in without)
+            ok = found_big == len(big) and false <= 1
             held += ok
             total += 1
-            verdict = "ok" if ok else "MISSED"
-            print(f"{cat[:27]:<28}{level:>6}{len(made_of):>10}{found:>7}{others:>16}  {verdict}")
-    print(f"floor held in {held} of {total} (category, level) cases")
+            mixed_flagged = f"{sum(n.significant for n in mixed)}/{len(mixed)}"
+            print(
+                f"{cat[:27]:<28}{level:>6}{len(made):>9}{found:>7}{f'{found_big}/{len(big)}':>12}"
+                f"{mixed_flagged:>15}{false:>17}  {'ok' if ok else 'MISSED'}"
+            )
+    print(
+        f"floor (every node made of it with >= {DETECTABLE} rows significant, at most one without it) "
+        f"held in {held} of {total} (category, level) cases"
+    )
 
 
 # ----------------------------------------------------------------------------- stability cost
@@ -119,6 +139,10 @@ def stability_cost(work: Path, repeats: int) -> None:
     print(f"stability_refits={default:<8}: {with_:6.1f} s  {[round(t, 1) for t in times[default]]}")
     print(f"stability stage median   : {statistics.median(stage[default]):6.1f} s")
     print(f"ratio {with_ / base:.2f} (floor: <= 1.5)  {'ok' if with_ / base <= 1.5 else 'ABOVE'}")
+    # The totals also move with the load on the machine (UMAP dominates); the stage's own time
+    # over the baseline's total is the ratio the refits alone cause.
+    stage_ratio = 1 + statistics.median(stage[default]) / base
+    print(f"ratio from the stage's own time: 1 + stability / baseline total = {stage_ratio:.2f}")
 
 
 # -------------------------------------------------------------------------------- calibration

@@ -75,6 +75,15 @@ def test_every_node_of_a_fit_gets_a_stability_in_0_1(fitted, tmp_path):
     assert all(0 <= n["stability"] <= 1 for n in saved["nodes"])
 
 
+def test_the_refits_option_sets_the_config():
+    from bailclio.cli import build_parser
+    from bailclio.commands.run import config_from_args
+
+    args = build_parser().parse_args(["run", "in.csv", "--stability-refits", "3"])
+    assert config_from_args(args).cluster.stability_refits == 3
+    assert config_from_args(build_parser().parse_args(["run", "in.csv"])).cluster.stability_refits == 10
+
+
 def test_no_refits_means_no_stability():
     space, truth = blobs(per=20)
     cfg = Config()
