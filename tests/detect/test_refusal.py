@@ -170,6 +170,23 @@ def test_judge_replies_are_cached_on_a_rerun(tmp_path: Path) -> None:
         assert len(srv.requests) == first
 
 
+def test_a_judge_out_of_budget_leaves_counted_nulls_and_a_rerun_completes_them(tmp_path: Path) -> None:
+    src = _planted_input(tmp_path)
+    out = tmp_path / "out"
+    argv = ["--refusal", "judge", "--methods", "string"]
+    with ScriptedServer(simulated_model) as srv:
+        assert _detect(srv, src, out, *argv, "--max-calls", str(len(PLANTED) + 3)) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        det = pl.read_parquet(out / "detections.parquet")
+        unjudged = det.filter(pl.col("error").is_null() & pl.col("refused").is_null())
+        assert summary["budget_exhausted"] and summary["refusal"]["failures"] == unjudged.height > 0
+        assert summary["rates"]["string"]["refusal"]["n"] == det["refused"].drop_nulls().len()
+        assert _detect(srv, src, out, *argv) == 0
+    det = pl.read_parquet(out / "detections.parquet")
+    assert det["refused"].null_count() == 0
+    assert json.loads((out / "summary.json").read_text())["refusal"]["failures"] == 0
+
+
 # --------------------------------------------------------------------------- a local classifier
 
 
