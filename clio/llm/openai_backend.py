@@ -39,9 +39,7 @@ to ``json_object`` and then to the schema stated in the prompt, for the rest of 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import contextlib
 import os
 import random
 import ssl
@@ -54,6 +52,7 @@ import openai
 
 from bailclio.llm.backend import Backend
 from bailclio.llm.base import ChatRequest, ChatResult, Meter, ServerDown
+from bailclio.llm.breaker import Breaker
 from bailclio.llm.cache import LLMCache
 from bailclio.llm.openai_wire import (
     JSON_MODES,
@@ -106,13 +105,7 @@ class OpenAITransport:
         self.backoff_max_s = backoff_max_s
         self.retry_after_max_s = retry_after_max_s
         self._ssl_context: ssl.SSLContext | None = None
-        # the circuit breaker: True for each recent attempt that failed for a transport reason
-        self.breaker_window = max(0, int(breaker_window))
-        self.breaker_threshold = breaker_threshold
-        self._recent: collections.deque[bool] = collections.deque(maxlen=max(1, self.breaker_window))
-        self._recent_errors: collections.Counter[str] = collections.Counter()
-        self.outage: str | None = None  # why the breaker opened (None while it is closed)
-        self._tripped: asyncio.Event | None = None
+        self.breaker = Breaker(base_url or "https://api.openai.com/v1", breaker_window, breaker_threshold)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -134,28 +127,8 @@ class OpenAITransport:
         else:
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 pool.submit(asyncio.run, coro).result()
-        if self.outage is not None:
-            raise ServerDown(self.outage)
-
-    def _record(self, transport_error: str | None) -> None:
-        """One attempt's outcome for the circuit breaker (``transport_error``: its reason)."""
-        if self.breaker_window == 0 or self.outage is not None:
-            return
-        self._recent.append(transport_error is not None)
-        if transport_error is not None:
-            self._recent_errors[transport_error] += 1
-        failed = sum(self._recent)
-        if (
-            len(self._recent) >= self.breaker_window
-            and failed >= self.breaker_threshold * self.breaker_window
-        ):
-            reasons = ", ".join(f"{k}: {v}" for k, v in self._recent_errors.most_common(3))
-            self.outage = (
-                f"LLM server {self.base_url or 'https://api.openai.com/v1'} is failing: {failed} of the "
-                f"last {len(self._recent)} calls failed ({reasons})"
-            )
-            if self._tripped is not None:
-                self._tripped.set()
+        if self.breaker.outage is not None:
+            raise ServerDown(self.breaker.outage)
 
     def _client(self) -> openai.AsyncOpenAI:
         # One small client per worker: httpx's connection pool scans all its connections on every
@@ -175,11 +148,11 @@ class OpenAITransport:
         )
 
     async def _run(self, requests: list[ChatRequest], meter: Meter, done: Done) -> None:
-        if self.outage is not None:
+        if self.breaker.outage is not None:
             return
         clients = [self._client() for _ in range(min(self.max_concurrency, len(requests)))]
         todo = iter(enumerate(requests))
-        self._tripped = tripped = asyncio.Event()
+        self.breaker.tripped = tripped = asyncio.Event()
 
         async def worker(client: openai.AsyncOpenAI) -> None:
             for j, req in todo:
@@ -199,20 +172,11 @@ class OpenAITransport:
             finished = await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             watcher.cancel()
-            self._tripped = None
+            self.breaker.tripped = None
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         for outcome in finished:
             if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
                 raise outcome
-
-    async def _pause(self, delay: float) -> None:
-        """Sleep ``delay`` seconds, or less if the circuit breaker opens meanwhile."""
-        tripped = self._tripped
-        if tripped is None:
-            await asyncio.sleep(delay)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(tripped.wait(), timeout=delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         delay = random.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
@@ -232,7 +196,7 @@ class OpenAITransport:
                 kw = request_kwargs(req, self.model, json_mode, tokens_param)
                 result = parse_response(await client.chat.completions.create(**kw))
             except openai.BadRequestError as exc:
-                other = other_tokens_param(exc, tokens_param)
+                other = other_tokens_param(short_error(exc, 1000), tokens_param)
                 if other is not None:  # e.g. "use max_completion_tokens instead": switch and resend
                     if self.max_tokens_param == tokens_param:
                         self.max_tokens_param = other
@@ -246,31 +210,31 @@ class OpenAITransport:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status != 429 and status != 408 and status < 500:
-                    self._record(None)
+                    self.breaker.record(None)
                     return ChatResult(error=f"http {status}: {short_error(exc)}")
                 err = f"http {status}"
                 if status >= 500:
-                    self._record(err)
+                    self.breaker.record(err)
                 retry_after = retry_after_s(getattr(exc.response, "headers", None))
             except openai.APITimeoutError:
                 err = "timeout"
-                self._record(err)
+                self.breaker.record(err)
             except openai.APIConnectionError:
                 err = "connection error"
-                self._record(err)
+                self.breaker.record(err)
             except Exception as exc:  # unreadable body, missing fields...
                 err = f"bad response ({type(exc).__name__})"
-                self._record(None)
+                self.breaker.record(None)
             else:
-                self._record(None)
+                self.breaker.record(None)
                 meter.spend(result)
                 return result
             if attempt >= self.max_retries:
                 return ChatResult(error=f"{err} after {attempt + 1} attempts")
-            if self.outage is not None:
+            if self.breaker.outage is not None:
                 return ChatResult(error=f"{err}; LLM server unavailable")
             meter.retried()
-            await self._pause(self._backoff(attempt, retry_after))
+            await self.breaker.pause(self._backoff(attempt, retry_after))
             attempt += 1
 
 

@@ -137,13 +137,12 @@ def parse_response(resp: Any) -> ChatResult:
     )
 
 
-def other_tokens_param(exc: Exception, current: str) -> str | None:
-    """The other name of the token limit when a 400 says the one sent is not supported."""
-    text = short_error(exc, 1000).lower()
+def other_tokens_param(message: str, current: str) -> str | None:
+    """The other name of the token limit when a 400's ``message`` says the one sent
+    (``current``) is not supported and names the other."""
+    text = message.lower()
     other = "max_completion_tokens" if current == "max_tokens" else "max_tokens"
-    if current in text and other in text:
-        return other
-    return None
+    return other if current in text and other in text else None
 
 
 def _prompt_logprobs(extra: dict[str, Any]) -> list[dict[str, float] | None] | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bailclio.errors import LLMUnavailable
+from bailclio.llm.openai_wire import other_tokens_param
 
 if TYPE_CHECKING:
     from bailclio.config import LLMConfig
@@ -76,13 +77,6 @@ def shape_problem(response: httpx.Response) -> str | None:
     return None
 
 
-def _other_tokens_param(response: httpx.Response, current: str) -> str | None:
-    """The other name of the token limit when a 400 says the one sent is not supported."""
-    text = response.text.lower()
-    other = "max_completion_tokens" if current == "max_tokens" else "max_tokens"
-    return other if current in text and other in text else None
-
-
 def check_server(
     base_url: str | None,
     model: str,
@@ -122,7 +116,7 @@ def check_server(
             time.sleep(min(POLL_S, max(deadline - now, 0.05)))
             continue
         if r.status_code == 400 and not switched:
-            other = _other_tokens_param(r, tokens_param)
+            other = other_tokens_param(r.text, tokens_param)
             if other is not None:  # e.g. "use max_completion_tokens instead": ask again with it
                 tokens_param, switched = other, True
                 continue
