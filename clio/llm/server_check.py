@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bailclio.errors import LLMUnavailable
+from bailclio.errors import LLMUnavailable, UserError
 from bailclio.llm.openai_wire import other_tokens_param
 
 if TYPE_CHECKING:
@@ -167,6 +167,8 @@ def _post(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: fl
             f"LLM server {url}: no answer to POST {path} within {timeout_s:g} s "
             f"({describe_error(exc)}); is it running and reachable?"
         ) from exc
+    except httpx.InvalidURL as exc:
+        raise UserError(f"llm.base_url: {url!r} is not a valid URL ({exc})") from exc
     except httpx.HTTPError as exc:
         raise LLMUnavailable(
             f"LLM server {url}: POST {path} failed: {describe_error(exc)}; is it running and reachable?"

@@ -16,7 +16,7 @@ from support.llm_stage_model import make_rows, write_rows
 from support.scripted_server import Reply, ScriptedServer, SilentServer, closed_port
 
 from bailclio.cli import main as cli_main
-from bailclio.errors import LLMUnavailable
+from bailclio.errors import LLMUnavailable, UserError
 from bailclio.llm.server_check import check_server
 
 MODEL = "scripted-model"
@@ -176,3 +176,9 @@ def test_a_server_loading_longer_than_the_wait_is_exit_3_and_the_good_run_stays(
     assert "still answered HTTP 503 after waiting 1 s" in lines[1] and "Loading model" in lines[1]
     assert 1.0 <= elapsed < 30
     assert_kept(dest, before)
+
+
+def test_a_malformed_base_url_is_a_usage_error_naming_it() -> None:
+    with pytest.raises(UserError, match=r"llm.base_url: 'http://\[::1' is not a valid URL") as info:
+        check_server("http://[::1", MODEL, timeout_s=2, wait_s=0)
+    assert not isinstance(info.value, LLMUnavailable) and info.value.exit_code == 2
