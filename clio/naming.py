@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 
 from bailclio.config import Config, NamingConfig
+from bailclio.keyphrases import Embed, choose_phrases, name_candidates, phrase_name, rank_phrases
+
+# phrases per node that go on to the embedding check
+N_CANDIDATES = 10
 
 # Words that frame almost any request to an assistant, and the role labels of rendered
 # transcripts; they say nothing about why a model left.
@@ -125,7 +129,15 @@ def describe(size: int, keywords: list[str], exemplar_texts: list[str]) -> str:
     return desc
 
 
-__all__ = ["NamingConfig", "ctfidf_keywords", "describe", "exemplars", "name_from_keywords", "name_levels"]
+__all__ = [
+    "NamingConfig",
+    "ctfidf_keywords",
+    "describe",
+    "exemplars",
+    "name_from_keywords",
+    "name_levels",
+    "unique_name",
+]
 
 
 def name_levels(
@@ -134,21 +146,55 @@ def name_levels(
     groups_per_level: list[np.ndarray],
     is_outlier: np.ndarray,
     cfg: Config,
+    *,
+    vectors: np.ndarray | None = None,
+    embed: Embed | None = None,
 ) -> list[dict[int, dict[str, Any]]]:
-    """Keyphrase names, descriptions and exemplar indices for every node of every level."""
+    """Names, descriptions and exemplar indices for every node of every level.
+
+    A name is a short phrase of the node's members (:mod:`bailclio.keyphrases`); with ``vectors``
+    (the texts' embeddings) and ``embed`` (the model that made them) the phrases are checked
+    against the members' embeddings and chosen for diversity, else taken in c-TF-IDF order.
+    ``keywords`` are the node's phrases, best first; the description lists the phrases the name
+    does not use and quotes a typical member.
+    """
     out = []
+    n = max(cfg.naming.n_keywords, 3)
     for groups in groups_per_level:
-        kws = ctfidf_keywords(texts, groups, cfg.naming.n_keywords, cfg.naming.ngram_max)
+        groups = np.asarray(groups)
+        candidates = rank_phrases(texts, groups, n=N_CANDIDATES)
+        if embed is not None and vectors is not None and len(candidates) > 0:
+            ordered, combos = choose_phrases(candidates, vectors, groups, embed, n)
+        else:
+            ordered = {g: c[:n] for g, c in candidates.items()}
+            combos = {g: name_candidates(c) for g, c in ordered.items()}
         level: dict[int, dict[str, Any]] = {}
         taken: set[str] = set()
-        for g in sorted(kws):
+        for g in sorted(ordered):
             members = np.flatnonzero(groups == g)
             ex = exemplars(space, members, cfg.naming.n_exemplars, prefer=~is_outlier)
+            name, used = unique_name(combos[g], taken)
+            rest = [p for p in ordered[g] if p not in used]
             level[g] = {
-                "name": name_from_keywords(kws[g], taken),
-                "keywords": kws[g],
+                "name": name,
+                "keywords": list(used) + rest,  # the name's phrases first
                 "exemplars": ex,
-                "describe": (lambda size, k=kws[g], e=ex: describe(size, k, [texts[i] for i in e])),
+                "describe": (lambda size, k=rest, e=ex: describe(size, k, [texts[i] for i in e])),
             }
         out.append(level)
     return out
+
+
+def unique_name(combos: list[list[str]], taken: set[str]) -> tuple[str, list[str]]:
+    """The first combination whose name no sibling has taken (else the first with a number)."""
+    for combo in combos:
+        name = phrase_name(combo)
+        if name.lower() not in taken:
+            taken.add(name.lower())
+            return name, combo
+    base = phrase_name(combos[0] if combos else [])
+    suffix = 2
+    while f"{base} ({suffix})".lower() in taken:
+        suffix += 1
+    taken.add(f"{base} ({suffix})".lower())
+    return f"{base} ({suffix})", combos[0] if combos else []

@@ -67,7 +67,8 @@ PRECOMPUTED = "precomputed"
 
 
 class Timer:
-    """Per-stage wall times for the manifest; announces each stage on the ``bailclio`` logger."""
+    """Per-stage wall times for the manifest; announces each stage, and its time when done, on
+    the ``bailclio`` logger."""
 
     def __init__(self, verbose: bool = True) -> None:
         self.timings: dict[str, float] = {}
@@ -78,7 +79,10 @@ class Timer:
         if self.verbose and announce:
             log.info(f"[bailclio] {name} ...")
         result = fn()
-        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+        seconds = time.perf_counter() - t0
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+        if self.verbose and announce:
+            log.info(f"[bailclio] {name} done in {seconds:.1f} s")
         return result
 
 
@@ -296,9 +300,12 @@ class Taxonomer:
         hier = timer.stage("hierarchy", lambda: build_tree(builder, space, leaf_of_unique, vectors))
         depth = hier.depth
         groups_of_unique = hier.groups(leaf_of_unique)  # top first, leaves last
+        embed = None if row_vectors is not None else (lambda t: self.embedder.embed(t, progress=False)[0])
         levels = timer.stage(
             "names",
-            lambda: name_levels(texts, space, groups_of_unique, clustering.is_outlier, cfg),
+            lambda: name_levels(
+                texts, space, groups_of_unique, clustering.is_outlier, cfg, vectors=vectors, embed=embed
+            ),
         )
         outlier_leaf = int(clustering.labels.max()) + 1 if (clustering.labels < 0).any() else None
         fixed = {} if outlier_leaf is None else {(depth - 1, outlier_leaf): OUTLIER_NAME}
@@ -312,7 +319,7 @@ class Taxonomer:
             keyphrases=levels,
             fixed=fixed,
             vectors=vectors,
-            embed=None if row_vectors is not None else (lambda t: self.embedder.embed(t, progress=False)[0]),
+            embed=embed,
         )
         namer = self._namer(stage)
         naming = timer.stage(
@@ -324,7 +331,9 @@ class Taxonomer:
         if naming.hierarchy is not None:  # the namer rebuilt the levels above the leaves
             hier = _checked_tree(naming.hierarchy, hier)
             groups_of_unique = hier.groups(leaf_of_unique)
-            levels = name_levels(texts, space, groups_of_unique, clustering.is_outlier, cfg)
+            levels = name_levels(
+                texts, space, groups_of_unique, clustering.is_outlier, cfg, vectors=vectors, embed=embed
+            )
             named_sizes = [len(lvl) for lvl in naming.levels]
             if named_sizes != hier.sizes:
                 raise ValueError(f"namer: {named_sizes} names for levels of {hier.sizes}")

