@@ -83,9 +83,10 @@ def planted(work: Path) -> None:
         f"nodes made of it: >= {MADE_OF:.0%} of their rows from it (found: significant; of those with "
         f">= {DETECTABLE} rows); without it: < {WITHOUT:.0%}; mixed nodes are neither"
     )
-    head = f"{'category':<28}{'level':>6}{'made of':>9}{'found':>7}{'>=15 found':>12}{'mixed flagged':>15}"
-    print(head + f"{'without flagged':>17}  floor")
-    held = total = 0
+    head = f"{'category':<28}{'ref':>8}{'level':>6}{'made of':>9}{'found':>7}{'>=15 found':>12}"
+    print(head + f"{'mixed flagged':>15}{'without flagged':>17}  floor")
+    held = {"all": 0, "typical": 0}
+    total = {"all": 0, "typical": 0}
     rng = np.random.default_rng(7)
     for cat in sorted(cats):
         coin = rng.random(conv.height) < 0.5
@@ -93,8 +94,10 @@ def planted(work: Path) -> None:
         model = ["B" if c else ("A" if h else "B") for c, h in zip(is_cat, coin, strict=True)]
         run.conversations = conv.with_columns(pl.Series("model", model))
         of_row = dict(zip(conv["conversation_id"], is_cat, strict=True))
-        for level in (0, run.taxonomy.depth - 1):
-            result = compare_groups(run, "model", level=level)
+        for level, reference in [
+            (lv, ref) for lv in (0, run.taxonomy.depth - 1) for ref in ("all", "typical")
+        ]:
+            result = compare_groups(run, "model", level=level, reference=reference)
             frac: dict[str, list[bool]] = {}
             for cid, node in zip(run.assignments["conversation_id"], run.level_ids(level), strict=True):
                 frac.setdefault(node, []).append(of_row[cid])
@@ -107,17 +110,19 @@ def planted(work: Path) -> None:
             found_big = sum(n.significant for n in big)
             false = sum(n.significant for n in without)
             ok = found_big == len(big) and false <= 1
-            held += ok
-            total += 1
+            held[reference] += ok
+            total[reference] += 1
             mixed_flagged = f"{sum(n.significant for n in mixed)}/{len(mixed)}"
             print(
-                f"{cat[:27]:<28}{level:>6}{len(made):>9}{found:>7}{f'{found_big}/{len(big)}':>12}"
+                f"{cat[:27]:<28}{reference:>8}{level:>6}{len(made):>9}{found:>7}{f'{found_big}/{len(big)}':>12}"
                 f"{mixed_flagged:>15}{false:>17}  {'ok' if ok else 'MISSED'}"
             )
-    print(
-        f"floor (every node made of it with >= {DETECTABLE} rows significant, at most one without it) "
-        f"held in {held} of {total} (category, level) cases"
-    )
+    for reference in held:
+        print(
+            f"floor (every node made of it with >= {DETECTABLE} rows significant, at most one without "
+            f"it) held in {held[reference]} of {total[reference]} (category, level) cases, "
+            f"reference {reference}"
+        )
 
 
 # ----------------------------------------------------------------------------- stability cost

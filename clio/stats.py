@@ -90,3 +90,41 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     from scipy import stats
 
     return [float(q) for q in stats.false_discovery_control(np.asarray(pvalues, dtype=float), method="bh")]
+
+
+def composition_test(counts: Sequence[int], reference: Sequence[float], *, seed: int = 0) -> TableTest:
+    """Whether one node's rows per group (``counts``) depart from a reference mix of the groups
+    (``reference``: probabilities, or any non-negative weights).
+
+    Chi-square goodness of fit when every expected count is at least 5; otherwise an exact
+    binomial test for two groups, and for more a Monte-Carlo p-value (9,999 multinomial draws,
+    seeded). A group the reference lacks makes any node that has it differ (p = 0).
+
+    >>> composition_test([30, 70], [0.5, 0.5]).p < 0.001, composition_test([3, 4], [0.5, 0.5]).method
+    (True, 'binomial-exact')
+    >>> composition_test([0, 5, 2], [0.5, 0.5, 0.0]).p
+    0.0
+    """
+    from scipy import stats
+
+    c = np.asarray(counts, dtype=np.int64)
+    w = np.asarray(reference, dtype=float)
+    if c.shape != w.shape or (c < 0).any() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("counts and reference: one non-negative value per group")
+    if (c[w == 0] > 0).any():
+        return TableTest(0.0, "absent-from-reference")
+    c, w = c[w > 0], w[w > 0] / w[w > 0].sum()
+    n = int(c.sum())
+    if n == 0 or len(c) < 2:
+        return TableTest(1.0, "none")
+    expected = n * w
+    if expected.min() >= MIN_EXPECTED:
+        return TableTest(float(stats.chisquare(c, expected).pvalue), "chi-square-fit")
+    if len(c) == 2:
+        return TableTest(float(stats.binomtest(int(c[0]), n, float(w[0])).pvalue), "binomial-exact")
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, w, size=MONTE_CARLO_RESAMPLES)
+    observed = float((((c - expected) ** 2) / expected).sum())
+    simulated = (((draws - expected) ** 2) / expected).sum(axis=1)
+    p = (1 + int((simulated >= observed - 1e-12).sum())) / (MONTE_CARLO_RESAMPLES + 1)
+    return TableTest(p, "fit-monte-carlo")

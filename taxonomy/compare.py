@@ -6,7 +6,10 @@ taxonomy, every node gets, per group: ``n`` (the group's rows in the node), ``sh
 the group's rows) and ``ci95`` (95% Wilson interval of the share). Per node, a test of the k x 2
 table (groups x in/out of the node, :func:`bailclio.stats.k_by_2_test`: chi-square, or Fisher's
 exact test when counts are small) gives ``p``; ``q`` is ``p`` adjusted by Benjamini-Hochberg
-across the level's nodes, and ``significant`` is ``q <= 0.05``. Rows whose value in the column is
+across the level's nodes, and ``significant`` is ``q <= 0.05``. With ``reference="typical"`` each
+node's mix of groups is instead tested against the mix in the nodes where the groups do not
+differ (:func:`typical_reference_tests`), which keeps one group's extra category from flagging
+every other node through dilution. Rows whose value in the column is
 missing belong to no group; how many there were is reported (``missing``), never hidden.
 
 Example::
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from bailclio.errors import UserError
-from bailclio.stats import benjamini_hochberg, k_by_2_test, wilson_interval
+from bailclio.stats import benjamini_hochberg, composition_test, k_by_2_test, wilson_interval
 from bailclio.taxonomy.model import level_label
 
 if TYPE_CHECKING:
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
 
 ALPHA = 0.05
 MAX_GROUPS = 50  # a column with more distinct values is not a grouping column
-MISSING = None
+REFERENCES = ("all", "typical")
 
 
 @dataclass
@@ -151,10 +154,20 @@ def _check_groups(run: Run, by: str, values: list[str | None]) -> list[str]:
 
 
 def compare_groups(
-    run: Run, by: str, level: int | None = None, *, alpha: float = ALPHA, seed: int = 0
+    run: Run,
+    by: str,
+    level: int | None = None,
+    *,
+    alpha: float = ALPHA,
+    seed: int = 0,
+    reference: str = "all",
 ) -> CompareResult:
     """Every node at ``level`` (default 0, the top) compared across the groups of column ``by``
-    (see the module docstring). ``seed`` fixes the Monte-Carlo p-values of small many-group tables."""
+    (see the module docstring). ``seed`` fixes the Monte-Carlo p-values of small many-group tables.
+    ``reference="typical"`` tests each node's mix of groups against the mix in the nodes where the
+    groups do not differ (:func:`typical_reference_tests`) instead of all rows."""
+    if reference not in REFERENCES:
+        raise UserError(f"unknown reference '{reference}' (use one of {', '.join(REFERENCES)})")
     depth = run.taxonomy.depth
     level = 0 if level is None else level
     if not 0 <= level < max(depth, 1):
@@ -197,11 +210,46 @@ def compare_groups(
         row.q = q
         row.significant = q <= alpha
     notes = []
+    if reference == "typical":
+        rounds = typical_reference_tests(rows, groups, alpha=alpha, seed=seed)
+        notes.append(
+            f"each node tested against the mix of groups in the nodes where they do not differ "
+            f"({rounds} rounds)"
+        )
     if missing:
         notes.append(f"{missing} rows have no value in '{by}' and belong to no group")
     return CompareResult(
         by, level, groups, {g: int(totals[g]) for g in groups}, rows, depth, missing, alpha, notes
     )
+
+
+def typical_reference_tests(
+    rows: list[NodeComparison], groups: list[str], *, alpha: float = ALPHA, seed: int = 0
+) -> int:
+    """Test every node's mix of groups (its rows per group) against the mix in the nodes where
+    the groups do not differ, found one node at a time: the most significant node not yet set
+    apart is set apart and the reference mix recomputed without it, until no other node departs
+    from the reference (Benjamini-Hochberg across all nodes each round). ``p``, ``q``,
+    ``significant`` and ``test`` of ``rows`` are replaced by the last round's. Returns the rounds.
+
+    Why: shares are of each group's own rows, so a category that one group has and another
+    lacks lowers that group's share of every other node a little (its rows are spread over more
+    categories); with many rows that dilution is significant under the test of all rows. Against
+    the typical mix, only the nodes whose own mix departs from it are flagged."""
+    apart: set[str] = set()
+    rounds = 0
+    while True:
+        rounds += 1
+        typical = [r for r in rows if r.id not in apart]
+        mix = [sum(r.groups[g].n for r in typical) for g in groups]
+        tests = [composition_test([r.groups[g].n for g in groups], mix, seed=seed) for r in rows]
+        qs = benjamini_hochberg([t.p for t in tests])
+        for row, test, q in zip(rows, tests, qs, strict=True):
+            row.p, row.q, row.test, row.significant = test.p, q, test.method, q <= alpha
+        departing = [r for r in typical if r.significant]
+        if not departing or len(typical) <= 2:  # the reference needs nodes to stand on
+            return rounds
+        apart.add(min(departing, key=lambda r: (r.p, r.q, r.id)).id)
 
 
 def format_table(result: CompareResult) -> str:

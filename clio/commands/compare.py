@@ -26,6 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rundir")
     p.add_argument("--by", required=True, metavar="COLUMN", help="the column whose values are the groups")
     p.add_argument("--level", type=int, default=0, help="taxonomy level to compare (default 0 = top)")
+    p.add_argument(
+        "--reference",
+        choices=("all", "typical"),
+        default="all",
+        help=(
+            "all: test each node's groups x in/out table (default); typical: test each node's mix "
+            "of groups against the mix in the nodes where the groups do not differ (a category one "
+            "group alone has then does not flag every other node through dilution)"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="FILE.png", help="each node's share per group with its interval")
     add_raw_option(p)
@@ -40,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise UserError(f"--plot {args.plot}: give a .png file")
     run = load_run(args.rundir, curated=not args.raw)
-    result = compare_groups(run, args.by, args.level)
+    result = compare_groups(run, args.by, args.level, reference=args.reference)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()

@@ -18,7 +18,7 @@ import pytest
 from bailclio.cli import main
 from bailclio.errors import UserError
 from bailclio.rundir import CONVERSATIONS, load_run
-from bailclio.stats import benjamini_hochberg, k_by_2_test
+from bailclio.stats import benjamini_hochberg, composition_test, k_by_2_test
 from bailclio.taxonomy.compare import compare_groups
 
 PLANTED = "Physical Harm"
@@ -85,6 +85,18 @@ def test_a_category_made_of_one_group_is_the_most_significant_top_node(planted):
     assert node.p == min(n.p for n in result.nodes)
 
 
+def test_against_the_typical_mix_only_the_planted_category_differs(planted, capsys):
+    run = load_run(planted)
+    everything = compare_groups(run, "model", level=0)
+    typical = compare_groups(run, "model", level=0, reference="typical")
+    # the other categories are half A, half B: B's extra category dilutes its share of them
+    assert len(everything.significant) > 1
+    assert [n.id for n in typical.significant] == [planted_top(run)]
+    assert [n.groups for n in typical.nodes] == [n.groups for n in everything.nodes]
+    assert main(["compare", str(planted), "--by", "model", "--reference", "typical"]) == 0
+    assert "nodes where they do not differ" in capsys.readouterr().out
+
+
 def test_groups_split_evenly_in_every_leaf_differ_nowhere(balanced):
     run = load_run(balanced)
     for level in range(run.taxonomy.depth):
@@ -126,6 +138,8 @@ def test_more_than_two_groups_and_boolean_columns_are_compared(planted, tmp_path
     result = compare_groups(run, "model", level=0)
     assert result.groups == ["A", "B", "C"]
     assert result.node(planted_top(run)).significant
+    typical = compare_groups(run, "model", level=0, reference="typical")
+    assert [n.id for n in typical.significant] == [planted_top(run)]
     flagged = with_column(
         planted, tmp_path / "bool", "refused", lambda rows: [c == PLANTED for c in rows["category"].to_list()]
     )
@@ -189,6 +203,18 @@ def test_k_by_2_test_picks_a_test_suited_to_the_counts():
     assert k_by_2_test([[10, 10], [10, 10]]).p == pytest.approx(1.0)
     with pytest.raises(ValueError):
         k_by_2_test([[1, 2, 3]])
+
+
+def test_composition_test_departs_only_from_a_different_mix():
+    assert composition_test([50, 50], [1, 1]).p == pytest.approx(1.0)
+    assert composition_test([80, 20], [1, 1]).p < 0.001
+    assert composition_test([4, 1], [1, 1]).method == "binomial-exact"
+    small = composition_test([4, 0, 1], [1, 1, 1], seed=2)
+    assert small.method == "fit-monte-carlo" and small == composition_test([4, 0, 1], [1, 1, 1], seed=2)
+    assert composition_test([0, 3, 1], [0.5, 0.5, 0]).p == 0.0
+    assert composition_test([3, 1, 0], [0.5, 0.5, 0]).p > 0.05
+    with pytest.raises(ValueError):
+        composition_test([1, 2], [1, 2, 3])
 
 
 def test_benjamini_hochberg_keeps_order_and_never_lowers_a_p_value():
