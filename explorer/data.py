@@ -3,7 +3,7 @@
 :func:`prepare` turns a :class:`bailclio.rundir.Run` into an :class:`Explorer`: one frame with every
 conversation, its assignment and the id and name of its node at each level; a node table with
 sizes and shares; and the lists the page's filters offer. Everything else (search, filters, member
-lists, breakdowns, stability and refusal figures, map points, downloads) is a function of an
+lists, breakdowns, refusal figures, map points, downloads) is a function of an
 ``Explorer``; the run and group comparisons are in ``explorer.compare`` and ``explorer.groups``.
 """
 
@@ -22,7 +22,7 @@ from bailclio import rundir
 from bailclio.rundir import Run
 from bailclio.taxonomy.export import EXTENSIONS, export_frame, write_frame
 from bailclio.taxonomy.model import Taxonomy, level_label
-from bailclio.taxonomy.site_data import UNSTABLE_BELOW, interval
+from bailclio.taxonomy.site_data import interval
 
 BAIL_COLUMNS = ("model", "bail_method", "bail_turn", "bail_probability", "journal")
 FACET_PREFIX = "facet_"
@@ -118,17 +118,6 @@ class Explorer:
     def has_refusal(self) -> bool:
         """The rows carry ``refused`` (True / False / null, from ``bailclio detect``)."""
         return "refused" in self.frame.columns and self.frame.schema["refused"] == pl.Boolean
-
-
-def stability(node: Any) -> float | None:
-    """The node's ``stability`` from taxonomy.json (None when the run has none)."""
-    value = getattr(node, "extra", {}).get("stability") if node is not None else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def is_unstable(node: Any) -> bool:
-    value = stability(node)
-    return value is not None and value < UNSTABLE_BELOW
 
 
 def no_refusal(ex: Explorer, node_id: str) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from bailclio.taxonomy.compare import MAX_GROUPS, CompareResult
-from bailclio.taxonomy.site_data import UNSTABLE_BELOW
+from bailclio.taxonomy.model import UNSTABLE_BELOW
 
 if TYPE_CHECKING:
     from bailclio.explorer.data import Explorer

@@ -10,6 +10,7 @@ import streamlit as st
 from bailclio.explorer import data as D
 from bailclio.explorer import widgets as W
 from bailclio.explorer.sidebar import current_filters
+from bailclio.taxonomy.model import UNSTABLE_BELOW
 
 
 def view_node(ex: D.Explorer) -> None:
@@ -62,17 +63,16 @@ def view_node(ex: D.Explorer) -> None:
 
 def _stability_and_refusal(ex: D.Explorer, node: Any) -> None:
     """Stability (when taxonomy.json has it) and the no-refusal share (when rows have ``refused``)."""
-    value, refusal = D.stability(node), D.no_refusal(ex, node.id)
+    value, refusal = node.stability, D.no_refusal(ex, node.id)
     if value is None and refusal is None:
         return
     left, right = st.columns(2)
     if value is not None:
-        left.metric(
-            "Stability", f"{value:.2f}", help="How reliably a refit of the clustering finds this node"
-        )
-        if D.is_unstable(node):
+        left.metric("Stability", f"{value:.2f}", help="How reliably refits of the clustering find this node")
+        if node.unstable:
             left.warning(
-                f"Unstable: a refit finds this node less often than {D.UNSTABLE_BELOW:.0%} of the time."
+                f"Unstable: stability below {UNSTABLE_BELOW:.2f} (refits of the clustering do not "
+                "find this node reliably)."
             )
     if refusal is not None:
         if refusal["share"] is None:

@@ -33,7 +33,7 @@ def view_taxonomy(ex: D.Explorer) -> None:
         sel_path = {n.id for n in tax.path(selected)} if selected else set()
         for top in sorted(tax.roots, key=lambda n: (-n.size, n.id)):
             share = top.size / ex.total if ex.total else 0.0
-            mark = " · unstable" if D.is_unstable(top) else ""
+            mark = " · unstable" if top.unstable else ""
             label = f"{W.esc(top.name)} — {top.size:,} ({share:.1%}){mark}"
             with st.expander(label, expanded=top.id in sel_path):
                 W.node_button(ex, top.id, f"tree_{top.id}")

@@ -79,7 +79,7 @@ def node_label(ex: D.Explorer, node_id: str) -> str:
     if n is None:
         return node_id
     share = n.size / ex.total if ex.total else 0.0
-    mark = " · unstable" if D.is_unstable(n) else ""
+    mark = " · unstable" if n.unstable else ""
     return f"{n.name} — {n.size:,} ({share:.1%}){mark} [{n.id}]"
 
 

@@ -17,7 +17,7 @@ import polars as pl
 
 from bailclio.stats import wilson_interval
 from bailclio.taxonomy.export import aligned_conversations
-from bailclio.taxonomy.model import level_label
+from bailclio.taxonomy.model import UNSTABLE_BELOW, level_label
 
 if TYPE_CHECKING:
     from bailclio.rundir import Run
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 SITE_FORMAT_VERSION = 1
 MEMBERS_PER_NODE = 5
 TEXT_LIMIT = 600
-# A node whose stability is below this is marked unstable on the page (a refit finds it less than
-# half of the time).
-UNSTABLE_BELOW = 0.5
 
 
 def cut(text: Any, limit: int = TEXT_LIMIT) -> str:
@@ -114,14 +111,13 @@ def site_data(run: Run, *, members: int = MEMBERS_PER_NODE, seed: int = 0) -> di
     model_totals = dict(frame.group_by("model").len().iter_rows()) if models else {}
     by_model = _counts(frame, depth, "model") if models else {}
     refusals = _counts(frame, depth, "refused") if "refused" in frame.columns else None
-    has_stability = any("stability" in n.extra for n in tax.nodes)
+    has_stability = any(n.stability is not None for n in tax.nodes)
     nodes = []
     for n in sorted(tax.nodes, key=lambda x: (x.level, -x.size, x.id)):
         parent = tax.by_id.get(n.parent_id) if n.parent_id else None
         exemplars = [e for e in n.exemplar_ids if e in texts][:members]
         shown = set(exemplars)
         picked = [r for r in samples.get(n.id, []) if r["conversation_id"] not in shown][:members]
-        stability = n.extra.get("stability")
         entry: dict[str, Any] = {
             "id": n.id,
             "parent": n.parent_id,
@@ -132,15 +128,15 @@ def site_data(run: Run, *, members: int = MEMBERS_PER_NODE, seed: int = 0) -> di
             "size": n.size,
             "share": n.size / total if total else 0.0,
             "share_of_parent": n.size / parent.size if parent and parent.size else None,
-            "stability": float(stability) if isinstance(stability, int | float) else None,
+            "stability": n.stability,
             "exemplars": [{"id": e, "text": cut(texts[e])} for e in exemplars],
             "members": [
                 {"id": r["conversation_id"], "text": cut(r["text"]), "outlier": bool(r["is_outlier"])}
                 for r in picked
             ],
         }
-        if entry["stability"] is not None:
-            entry["unstable"] = entry["stability"] < UNSTABLE_BELOW
+        if n.stability is not None:
+            entry["unstable"] = n.unstable
         if refusals is not None:
             no, yes = refusals.get((n.id, False), 0), refusals.get((n.id, True), 0)
             entry["no_refusal"] = interval(no, no + yes)

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
-from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run, drop_rows
+from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT, copy_run, drop_rows, strip_stability
 
 from bailclio.cli import main as cli_main
 from bailclio.explorer import ROOTS_ENV
@@ -280,6 +280,7 @@ def test_refusal_filter_keeps_refused_or_not_refused_rows(run_dir: Path) -> None
 
 
 def test_runs_without_stability_or_refusals_show_neither(run_dir: Path) -> None:
+    strip_stability(run_dir)
     at = open_app(run_dir)
     at.sidebar.selectbox(key="node").set_value(load_run(run_dir).taxonomy.roots[0].id).run()
     go(at, "Node")

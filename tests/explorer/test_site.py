@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT
+from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT, strip_stability
 
 from bailclio.cli import main as cli_main
 from bailclio.rundir import load_run
@@ -52,6 +52,7 @@ def test_site_holds_every_node_with_sizes_shares_and_texts(run_dir: Path, tmp_pa
 
 
 def test_per_model_shares_come_with_intervals_that_hold_them(run_dir: Path, tmp_path: Path) -> None:
+    strip_stability(run_dir)
     out = tmp_path / "site"
     assert export(run_dir, out) == 0
     data = site_json(out)

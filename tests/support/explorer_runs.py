@@ -113,3 +113,11 @@ def drop_rows(run_dir: Path, drop: set[str]) -> None:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["counts"]["accepted"] = kept.height
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def strip_stability(run_dir: Path) -> None:
+    """Remove every node's ``stability`` from a copied run (as in a run built without refits)."""
+    tax = json.loads((run_dir / "taxonomy.json").read_text())
+    for node in tax["nodes"]:
+        node.pop("stability", None)
+    (run_dir / "taxonomy.json").write_text(json.dumps(tax))
