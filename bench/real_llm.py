@@ -126,7 +126,7 @@ def node_texts(nodes: list[Any], kind: str) -> dict[str, str]:
 
 def measure(run_dir: Path, cfg: Any) -> dict[str, Any]:
     from bailclio.embeddings.encoder import embed_texts
-    from bailclio.grounding import Grounder, reconstruction_accuracy
+    from bailclio.llmnaming.grounder import Grounder, reconstruction_accuracy
     from bailclio.rundir import load_run
 
     r = load_run(run_dir)

@@ -12,7 +12,7 @@ reducer              :class:`UMAPReducer`               :func:`bailclio.reduce.r
 clusterer            :class:`HDBSCANClusterer`          :func:`bailclio.cluster.cluster_points`
 hierarchy builder    :class:`WardHierarchy`             :func:`bailclio.hierarchy.build_hierarchy`
 namer                :class:`KeyphraseNamer`, or        the c-TF-IDF keyphrases
-                     :class:`LLMNamer` with an LLM      :meth:`bailclio.llm_stage.LLMStage.names`
+                     :class:`LLMNamer` with an LLM      :meth:`bailclio.llmnaming.stage.LLMStage.names`
 ===================  =================================  ==========================================
 
 Alternatives: :class:`KMeansClusterer`, and :class:`SklearnClusterer` for any estimator with
@@ -53,7 +53,7 @@ from bailclio.stages import (
 )
 
 if TYPE_CHECKING:
-    from bailclio.llm_stage import LLMStage
+    from bailclio.llmnaming.stage import LLMStage
 
 
 class SentenceTransformerEmbedder:

@@ -119,7 +119,7 @@ class NamingConfig(_Section):
     llm_members: int = Field(default=12, ge=1, le=100)
     llm_contrast: int = Field(default=8, ge=0, le=100)
     llm_summary_chars: int = Field(default=300, ge=40)
-    # Grounding (bailclio.grounding): an LLM name + description must be nearer its own members
+    # Grounding (bailclio.llmnaming.grounding): an LLM name + description must be nearer its own members
     # than the nearest siblings' members by this cosine margin, else it is retried once with the
     # failure stated, then replaced by the keyphrase name.
     grounding: bool = True
@@ -141,7 +141,7 @@ class NamingConfig(_Section):
     # "keyphrases", name_error "reconstruction: ...").
     revision_keyphrases: bool = True
     # The levels above the leaves (with an LLM): "structural" keeps the hierarchy builder's tree
-    # and has the LLM name it; "llm" is Clio's hierarchizer (bailclio.llm_hierarchy): per level
+    # and has the LLM name it; "llm" is Clio's hierarchizer (bailclio.llmnaming.hierarchy): per level
     # the LLM proposes parent categories from the children's names, near-duplicate proposals are
     # merged (names at least ``hierarchy_dedupe_similarity`` alike by the embedding model) and
     # the LLM assigns every child to one of them, ``hierarchy_assign_batch`` children per call,
@@ -184,7 +184,7 @@ class LLMConfig(_Section):
     # `run`: the facet whose summaries are clustered (default: the facet marked clustered, else
     # chosen from the input: why the assistant left for bail transcripts, the request otherwise)
     facet: str | None = None
-    # when the clustered facet's answers collapse (bailclio.degeneracy): cluster on the rendered
+    # when the clustered facet's answers collapse (bailclio.llmnaming.degeneracy): cluster on the rendered
     # "text", on "text_and_facet", or on the collapsed "facet" anyway
     degenerate_fallback: Literal["text", "text_and_facet", "facet"] = "text"
     # rows without an answer (failed, not applicable, rejected) above this share: every row is
@@ -305,7 +305,7 @@ class Config(_Section):
 
     def cluster_facet(self) -> FacetConfig | None:
         """The facet chosen to be clustered (``llm.facet``, else the facet marked clustered);
-        ``None``: chosen from the input (:func:`bailclio.facets.choose_facet`)."""
+        ``None``: chosen from the input (:func:`bailclio.llmnaming.facets.choose_facet`)."""
         wanted = self.llm.facet or next((f.name for f in self.facets if f.clustered), None)
         facet = next((f for f in self.facets if f.name == wanted), None)
         if facet is not None and facet.type != "text":

@@ -4,7 +4,7 @@
 Stages: ingest -> deduplicate -> embed (cached) -> reduce (UMAP) -> cluster (HDBSCAN) ->
 hierarchy (Ward on leaf centroids) -> names (c-TF-IDF keyphrases + exemplars) -> write.
 Exact duplicate texts are embedded and clustered once; every input row still gets its assignment.
-With ``llm.backend`` set (:mod:`bailclio.llm_stage`), facet summaries are written before embedding and
+With ``llm.backend`` set (:mod:`bailclio.llmnaming.stage`), facet summaries are written before embedding and
 clustered instead of the texts, and LLM names replace the keyphrase names after the hierarchy;
 without it, nothing of this runs and the outputs are those of the keyphrase pipeline.
 The manifest (written last, so a half-written directory is never mistaken for a run) records the

@@ -187,7 +187,7 @@ class Taxonomer:
         stage = None
         cluster_texts = row_texts
         if self.llm is not None or cfg.llm.backend != "none":
-            from bailclio.llm_stage import LLMStage
+            from bailclio.llmnaming.stage import LLMStage
 
             if embeddings is not None:
                 raise UserError("precomputed embeddings cannot be used with LLM facet summaries")

@@ -394,7 +394,7 @@ def llm_placement(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The LLM's pick from each row's shortlist, the embedding placement where a call failed."""
     from bailclio.llm import make_backend
-    from bailclio.llm_stage import default_cache_path
+    from bailclio.llmnaming.stage import default_cache_path
     from bailclio.taxonomy.assign_llm import NONE, classify, shortlists
 
     if shortlist < 1:

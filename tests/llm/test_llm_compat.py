@@ -11,7 +11,9 @@ from bailclio.config import Config
 from bailclio.llm.base import ChatRequest
 from bailclio.llm.openai_backend import OpenAIBackend
 from bailclio.llm.structured import generate_structured
-from bailclio.llm_naming import ClusterName, _ask
+from bailclio.llmnaming.prompts import LEAF_TASK
+from bailclio.llmnaming.replies import ClusterName, ask
+from bailclio.llmnaming.requests import naming_request
 
 
 def test_a_server_that_wants_max_completion_tokens_gets_it(server: ScriptedServer) -> None:
@@ -42,8 +44,8 @@ def test_fenced_replies_with_extra_keys_and_long_descriptions_become_names(serve
     server.handler = lambda body: reply
     be = OpenAIBackend("m", base_url=server.base_url, progress=False)
     req = ChatRequest(messages=[{"role": "user", "content": "<members>\n- bread\n</members> name it"}])
-    out = _ask(be, {0: req}, Config(), "names")
-    value, err = out[0]
+    out = ask(be, {0: req}, Config(), "names")
+    value, err = out[0].value, out[0].error
     assert err is None and value is not None
     assert value.name == "Bake bread at home"
     assert (
@@ -62,12 +64,11 @@ def test_a_name_copied_from_the_naming_prompt_is_refused(server: ScriptedServer)
         {"name": "Write a name for the cluster of conversations", "description": "The members share a topic."}
     )
     be = OpenAIBackend("m", base_url=server.base_url, progress=False)
-    from bailclio.llm_naming import LEAF_TASK, _request
-
-    req = _request(
+    req = naming_request(
         LEAF_TASK.format(subject="Each item is a prompt."), ["<members>\n- soup\n</members>"], Config(), "t"
     )
-    value, err = _ask(be, {0: req}, Config(), "names")[0]
+    reply = ask(be, {0: req}, Config(), "names")[0]
+    value, err = reply.value, reply.error
     assert value is None and "copied text of the prompt" in (err or "")
 
 

@@ -25,8 +25,8 @@ from support.scripted_server import ScriptedServer
 
 from bailclio.cli import main as cli_main
 from bailclio.config import Config
-from bailclio.facets import extract_facets
 from bailclio.llm.openai_backend import OpenAIBackend
+from bailclio.llmnaming.facet_extract import extract_facets
 from bailclio.pipeline import run
 
 pytestmark = pytest.mark.timeout(180)

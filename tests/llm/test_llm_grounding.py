@@ -119,7 +119,8 @@ def test_a_name_fixed_on_the_retry_is_kept(server: ScriptedServer, prompts: Path
 def test_a_grounding_retry_may_keep_words_of_its_own_first_answer() -> None:
     from bailclio.llm.base import ChatRequest
     from bailclio.llm.structured import with_feedback
-    from bailclio.llm_naming import GROUNDING_FEEDBACK, _instructions
+    from bailclio.llmnaming.prompts import GROUNDING_FEEDBACK
+    from bailclio.llmnaming.replies import instructions_of
 
     req = ChatRequest(
         messages=[
@@ -130,10 +131,10 @@ def test_a_grounding_retry_may_keep_words_of_its_own_first_answer() -> None:
     first = "Write rhyming poems about the seaside at dusk"
     msg = GROUNDING_FEEDBACK.format(name=first, what="members", others="nearby items", why="margin -0.1")
     retry = with_feedback(req, json.dumps({"name": first, "description": "Poems."}), msg)
-    own_words = _instructions(retry)
+    own_words = instructions_of(retry)
     assert first.lower() not in own_words.lower()
     assert "Name this cluster." in own_words and "a poem" not in own_words
-    assert _instructions(req) == own_words
+    assert instructions_of(req) == own_words
 
 
 def test_a_name_of_generic_words_only_is_asked_again(

@@ -18,7 +18,8 @@ from support.scripted_server import ScriptedServer
 
 from bailclio.config import Config, load_config
 from bailclio.llm import make_backend
-from bailclio.llm_hierarchy import build_and_name
+from bailclio.llmnaming.hierarchy import build_and_name
+from bailclio.llmnaming.namer import LeafInputs
 from bailclio.naming import name_levels
 from bailclio.pipeline import run
 
@@ -120,19 +121,22 @@ def build(server: ScriptedServer, inputs: dict[str, Any], tmp_path: Path, depth:
     texts, space = inputs["texts"], inputs["space"]
     outlier = np.zeros(len(texts), dtype=bool)
     try:
-        return build_and_name(
-            backend,
+        leaves = LeafInputs(
             summaries=texts,
             space=space,
             leaf_of_unique=inputs["labels"],
-            parents=TREES[depth],
-            leaf_fallback={
+            fallback={
                 g: m["name"]
                 for g, m in name_levels(texts, space, [inputs["labels"]], outlier, cfg)[0].items()
             },
-            keyphrases_for=lambda groups: name_levels(texts, space, [groups], outlier, cfg)[0],
             fixed_leaves={},
-            cfg=cfg,
+        )
+        return build_and_name(
+            backend,
+            leaves,
+            TREES[depth],
+            lambda groups: name_levels(texts, space, [groups], outlier, cfg)[0],
+            cfg,
         )
     finally:
         backend.close()

@@ -14,9 +14,16 @@ from support.llm_stage_model import block_items, prompt_kind
 from support.prompts_model import MODEL, cfg_for, restating_model, write_prompts
 from support.scripted_server import ScriptedServer
 
-from bailclio.grounding import Grounder, Placement, reconstruction_accuracy
 from bailclio.llm import make_backend
-from bailclio.llm_naming import LEAF_TASK, LeafEvidence, NodeName, _block, _request, _revise
+from bailclio.llmnaming.delimiters import block
+from bailclio.llmnaming.fallback import evidence_tail
+from bailclio.llmnaming.grounder import Grounder, Reconstruction, reconstruction_accuracy
+from bailclio.llmnaming.grounding import Subject, ground
+from bailclio.llmnaming.prompts import LEAF_TASK
+from bailclio.llmnaming.replies import ClusterName
+from bailclio.llmnaming.requests import naming_request
+from bailclio.llmnaming.revision import revise
+from bailclio.llmnaming.types import LeafEvidence, NodeName
 from bailclio.pipeline import run
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,7 +41,7 @@ def test_placement_agrees_with_reconstruction_accuracy_as_texts_change() -> None
                 rows, groups, {g: str(g) for g in texts}, lambda t: np.stack([texts[int(x)] for x in t])
             )
 
-        place = Placement(rows, groups, dict(texts))
+        place = Reconstruction(rows, groups, dict(texts))
         assert place.hits == pytest.approx(score() * n)
         for _ in range(4):
             g = int(rng.choice(sorted(texts)))
@@ -89,11 +96,13 @@ def revision_case(
         1: second or NodeName("Keep bees", "Users ask about bees.", "llm"),
     }
     reqs = {
-        g: _request(LEAF_TASK.format(subject="Items."), [_block("members", SUMMARIES, 100)], cfg, f"leaf {g}")
+        g: naming_request(
+            LEAF_TASK.format(subject="Items."), [block("members", SUMMARIES, 100)], cfg, f"leaf {g}"
+        )
         for g in nodes
     }
     grounder = Grounder(vectors, embed)
-    stats = _revise(
+    stats = revise(
         backend, nodes, reqs, SUMMARIES, GROUPS, grounder, cfg, fallback_descriptions=fallback_descriptions,
         **more,
     )  # fmt: skip
@@ -170,7 +179,7 @@ def test_an_llm_name_keeps_with_the_leafs_evidence_before_a_keyphrase_name_is_ta
     tried = {t["kind"]: t["gain"] for t in nodes[0].extra["revision"]["tried"]}
     assert tried["keywords"] <= 0 and tried["typical"] <= 0  # with the LLM's sentence: not enough
     assert nodes[0].source == "llm" and nodes[0].name == "Name things"
-    assert nodes[0].description == WIDE[0].tail(True)
+    assert nodes[0].description == evidence_tail(WIDE[0], True)
     assert nodes[0].extra["revision"]["fallback"] == {"kind": "evidence", "gain": 2}
     assert stats["revisions_to_keyphrases"] == 0
     assert stats["reconstruction_after"] == stats["reconstruction_keyphrases"] == 1.0
@@ -276,8 +285,6 @@ def test_a_leaf_keeping_its_keyphrase_name_is_placed_by_the_description_it_will_
 def test_a_name_about_the_prompts_tagged_lists_is_refused() -> None:
     from pydantic import ValidationError
 
-    from bailclio.llm_naming import ClusterName
-
     with pytest.raises(ValidationError, match="tagged lists"):
         ClusterName(name="Cover every group", description="The groups listed inside <children> are all here.")
     assert ClusterName(name="Write poems", description="Users ask for poems about children.").name
@@ -301,8 +308,6 @@ def test_a_leaf_that_takes_other_members_is_asked_to_narrow_and_kept_when_it_giv
 
 
 def test_a_name_whose_contrast_sentence_fits_the_sibling_keeps_its_first_sentence(tmp_path: Path) -> None:
-    from bailclio.llm_naming import _ground
-
     text = {"name": "Name narrow things", "description": "Users ask about narrow things. Unlike the bees."}
     with ScriptedServer(handler=lambda body: json.dumps(text), model=MODEL) as srv:
         cfg = cfg_for(srv, tmp_path / "c.sqlite")
@@ -313,14 +318,14 @@ def test_a_name_whose_contrast_sentence_fits_the_sibling_keeps_its_first_sentenc
             1: NodeName("Keep bees", "Users ask about bees.", "llm"),
         }
         reqs = {
-            g: _request(
-                LEAF_TASK.format(subject="Items."), [_block("members", SUMMARIES, 100)], cfg, f"leaf {g}"
+            g: naming_request(
+                LEAF_TASK.format(subject="Items."), [block("members", SUMMARIES, 100)], cfg, f"leaf {g}"
             )
             for g in nodes
         }
-        stats = _ground(
+        stats = ground(
             backend, nodes, reqs, GROUPS, Grounder(VECTORS, toy_embed), cfg, {0: "narrow", 1: "bee"},
-            desc="names", what=("members", "nearby items"),
+            desc="names", subject=Subject("members", "nearby items"),
         )  # fmt: skip
         asked = len(srv.requests)
     assert asked == cfg.naming.grounding_retry_samples  # the full replies were asked for and failed

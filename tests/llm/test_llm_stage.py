@@ -39,8 +39,10 @@ from support.scripted_server import Reply, ScriptedServer
 
 from bailclio.cli import main as cli_main
 from bailclio.config import Config, load_config
-from bailclio.facets import extract_facets, facet_model, facet_schema, scrub_pii
 from bailclio.llm.openai_backend import OpenAIBackend
+from bailclio.llmnaming.answers import scrub_pii
+from bailclio.llmnaming.facet_extract import extract_facets
+from bailclio.llmnaming.facets import facet_model, facet_schema
 from bailclio.pipeline import RunResult, run
 from bailclio.taxonomy.model import Taxonomy
 

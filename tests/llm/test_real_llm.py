@@ -22,8 +22,8 @@ import polars as pl
 import pytest
 from support.real_llm_server import missing, serve_real_llm
 
-from bailclio.answers import copies_prompt
 from bailclio.config import Config
+from bailclio.llmnaming.answers import copies_prompt
 
 REASON = missing()
 pytestmark = [

@@ -21,9 +21,9 @@ from support.scripted_server import ScriptedServer, last_user_message
 
 from bailclio.cli import main
 from bailclio.config import load_config
-from bailclio.llm_stage import default_cache_path
+from bailclio.llmnaming.delimiters import escape_delimiters
+from bailclio.llmnaming.stage import default_cache_path
 from bailclio.rundir import load_run
-from bailclio.taxonomy.assign_llm import escape_untrusted
 
 pytestmark = pytest.mark.timeout(120)
 MODEL = "scripted-classifier"
@@ -148,7 +148,7 @@ def shortlist_by_row(requests: list[dict[str, Any]], frame: pl.DataFrame) -> dic
     rows = frame.select("conversation_id", "text").iter_rows()
     out = {}
     for cid, text in rows:
-        conv = f"User: {escape_untrusted(text)}"
+        conv = f"User: {escape_delimiters(text)}"
         out[cid] = (by_conv[conv], conv)
     return out
 

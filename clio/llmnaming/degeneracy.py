@@ -4,7 +4,7 @@ A facet has collapsed when its answers no longer tell conversations apart: few d
 one answer covering most rows, or answers that repeat text of the prompt itself (a model filling
 a question that does not fit with the one example it was given). Clustering on such answers
 gives one cluster for everything, so the LLM stage clusters on what still carries information
-instead (:mod:`bailclio.llm_stage`) and says so.
+instead (:mod:`bailclio.llmnaming.stage`) and says so.
 
 Answers are compared after normalisation (case, punctuation, spacing) and counted once per
 distinct conversation, so exact duplicate inputs do not look like a collapse.
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bailclio.answers import words
+from bailclio.llmnaming.answers import words
 
 # Thresholds: one answer on at least half the rows, fewer than a third distinct, or a fifth of
 # the answers copied from the prompt. Below MIN_ROWS answers nothing is judged.

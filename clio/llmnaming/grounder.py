@@ -121,7 +121,7 @@ def reconstruction_accuracy(
     return float((guess == groups[rows]).mean())
 
 
-class Placement:
+class Reconstruction:
     """Every row put back into the node whose text is nearest to it (as in
     :func:`reconstruction_accuracy`), kept up to date while node texts are replaced one at a time.
 
@@ -130,7 +130,7 @@ class Placement:
 
     >>> import numpy as np
     >>> rows = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
-    >>> p = Placement(rows, np.array([0, 0, 1]), {0: np.array([1.0, 0.0]), 1: np.array([0.6, 0.8])})
+    >>> p = Reconstruction(rows, np.array([0, 0, 1]), {0: np.array([1.0, 0.0]), 1: np.array([0.6, 0.8])})
     >>> p.hits, p.missed(0).tolist(), p.gain(1, np.array([0.0, 1.0]))
     (2, [1], 1)
     >>> p.set(1, np.array([0.0, 1.0])); p.hits
@@ -196,4 +196,4 @@ class Placement:
         self._rank(up)
 
 
-__all__ = ["Grounder", "Grounding", "Placement", "reconstruction_accuracy"]
+__all__ = ["Embed", "Grounder", "Grounding", "Reconstruction", "reconstruction_accuracy"]

@@ -9,7 +9,9 @@ with that:
 - :func:`cut_at_sentence` shortens an over-long answer at a sentence boundary (else a word
   boundary) instead of throwing it away;
 - :func:`copies_prompt` tells an answer made of the prompt's own instructions from one about the
-  conversation.
+  conversation;
+
+and :func:`scrub_pii` removes the e-mail addresses, phone numbers and URLs that slip through.
 
     >>> strip_restatement("The user's overall request for the assistant is to write a poem.",
     ...                   "The user's overall request for the assistant is to")
@@ -21,6 +23,8 @@ with that:
     'the user asked for graphic gore'
     >>> cut_at_sentence("One idea. Two ideas here. Three ideas and more words.", 30)
     'One idea. Two ideas here.'
+    >>> scrub_pii("mail jane.doe@example.com or call +1 (555) 010-2030, see https://x.org/a")
+    'mail [email] or call [phone], see [url]'
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from __future__ import annotations
 import re
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
+_PHONE_RE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{6,}\d(?!\w)")
 # Words a restatement of the question is made of besides the prefill's and question's own.
 _RESTATE_WORDS = frozenset(
     [
@@ -161,4 +168,16 @@ def copies_prompt(answer: str, instructions: str, conversation: str = "", *, sha
     return len(grams & own) >= share * len(grams)
 
 
-__all__ = ["copies_prompt", "cut_at_sentence", "strip_restatement", "words"]
+def _phone(match: re.Match[str]) -> str:
+    digits = sum(ch.isdigit() for ch in match.group(0))
+    return "[phone]" if 7 <= digits <= 15 else match.group(0)
+
+
+def scrub_pii(text: str) -> str:
+    """Replace e-mail addresses, URLs and phone numbers with ``[email]``, ``[url]``, ``[phone]``."""
+    text = _EMAIL_RE.sub("[email]", text)
+    text = _URL_RE.sub("[url]", text)
+    return _PHONE_RE.sub(_phone, text)
+
+
+__all__ = ["copies_prompt", "cut_at_sentence", "scrub_pii", "strip_restatement", "words"]
