@@ -7,7 +7,7 @@ clusters, on four labelled sets; prints the floors.
 
 For each set, ``bailclio run`` builds the default taxonomy without an LLM (a fresh process, the
 command's own numeric settings). Then, at every level, each row is put back into the node whose
-*name alone* embeds nearest to it (:func:`bailclio.grounding.reconstruction_accuracy`, the run's
+*name alone* embeds nearest to it (:func:`bailclio.llmnaming.grounder.reconstruction_accuracy`, the run's
 embedding model; no description), for three namings of the same nodes:
 
 - ``phrases``: the run's own names (``taxonomy.json``);
@@ -37,7 +37,7 @@ import numpy as np
 
 from bailclio.config import EmbeddingConfig
 from bailclio.embeddings.encoder import embed_texts, load_model
-from bailclio.grounding import reconstruction_accuracy
+from bailclio.llmnaming.grounder import reconstruction_accuracy
 from bailclio.naming import ctfidf_keywords, name_from_keywords
 from bailclio.rundir import load_run, read_embeddings
 

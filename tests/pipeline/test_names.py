@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from bailclio.config import Config, EmbeddingConfig
-from bailclio.grounding import reconstruction_accuracy
 from bailclio.keyphrases import (
     REQUEST_WORDS,
     STOP_WORDS,
@@ -20,6 +19,7 @@ from bailclio.keyphrases import (
     rank_phrases,
     refine,
 )
+from bailclio.llmnaming.grounder import reconstruction_accuracy
 from bailclio.naming import name_levels
 
 # Three themes with no word in common, each phrased as requests full of boilerplate.
