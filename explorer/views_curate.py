@@ -103,4 +103,8 @@ def view_downloads(ex: D.Explorer) -> None:
             mime=mime,
             key=f"dl_{kind}",
         )
-    st.caption("Labels: conversation_id, each level's id and name, is_outlier, then every input column.")
+    st.caption(
+        "Labels: conversation_id, each level's id and name, is_outlier, then every input column: the "
+        "files `bailclio export --format csv|parquet` writes (in CSV, a cell a spreadsheet would run "
+        "as a formula starts with ')."
+    )

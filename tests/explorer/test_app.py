@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -490,6 +491,18 @@ def test_curate_merge_of_non_siblings_is_refused_with_a_message(run_dir: Path) -
     assert not (run_dir / "curation.json").exists()
 
 
+def test_label_downloads_are_the_files_export_writes(run_dir: Path, tmp_path: Path) -> None:
+    run = load_run(run_dir)
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / f"labels.{fmt}"
+        assert cli_main(["export", str(run_dir), "--format", fmt, "--out", str(out)]) == 0
+        if fmt == "csv":
+            assert D.labels_csv(run) == out.read_bytes()
+        else:
+            assert D.labels_frame(run).equals(pl.read_parquet(out))
+            assert pl.read_parquet(io.BytesIO(D.labels_parquet(run))).equals(pl.read_parquet(out))
+
+
 def test_downloads_offer_taxonomy_and_labels_with_curation(run_dir: Path) -> None:
     from bailclio.taxonomy.curation import rename_node
 
@@ -501,7 +514,6 @@ def test_downloads_offer_taxonomy_and_labels_with_curation(run_dir: Path) -> Non
     run = load_run(run_dir)
     tax = json.loads(D.taxonomy_json(run))
     assert next(n for n in tax["nodes"] if n["id"] == leaf.id)["name"] == "Renamed leaf"
-    import io
 
     csv = pl.read_csv(io.BytesIO(D.labels_csv(run)))
     assert csv.height == run.assignments.height
