@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from tqdm.auto import tqdm
 
 from bailclio.detect import refusal_lexical
 from bailclio.detect.options import REFUSAL_METHODS
@@ -85,9 +86,11 @@ class RefusalClassifier:
         limits = [self.tokenizer.model_max_length, positions]
         self.max_length = min(int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000)
 
-    def p_refuse(self, pairs: list[tuple[str, str]]) -> list[float]:
+    def p_refuse(self, pairs: list[tuple[str, str]], progress: bool = True) -> list[float]:
         out: list[float] = []
-        for start in range(0, len(pairs), self.batch_size):
+        starts = range(0, len(pairs), self.batch_size)
+        bar = tqdm(starts, desc=f"detect refusal classifier ({self.device})", disable=not progress)
+        for start in bar:
             texts = [minos_text(u, r) for u, r in pairs[start : start + self.batch_size]]
             enc = self.tokenizer(
                 texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
@@ -163,6 +166,7 @@ def score_pairs(
     *,
     classifier: RefusalClassifier | None = None,
     judge: LLMBackend | None = None,
+    progress: bool = True,
 ) -> RefusalScores:
     """P(refuse) for each distinct (user, visible reply) pair by ``method``."""
     if method not in REFUSAL_METHODS:
@@ -180,7 +184,7 @@ def score_pairs(
     if todo and method == "classifier":
         if classifier is None:
             raise UserError("--refusal classifier needs --refusal-model PATH_OR_NAME")
-        for pair, p in zip(todo, classifier.p_refuse(todo), strict=True):
+        for pair, p in zip(todo, classifier.p_refuse(todo, progress), strict=True):
             scores.p[pair] = p
     elif todo and method == "judge":
         if judge is None:

@@ -211,6 +211,7 @@ def measure(
             options.refusal_threshold,
             classifier=classifier,
             judge=judge or backend,
+            progress=progress,
         )
         refusal_info["judge_model"] = (judge_model or options.model) if options.refusal == "judge" else None
         det.timings["refusal_s"] = refusal_info["seconds"]
