@@ -9,10 +9,10 @@ import pytest
 from support.explorer_runs import copy_run
 
 from bailclio.cli import build_parser
-from bailclio.explorer import data as D
+from bailclio.explorer import compare as C
 from bailclio.rundir import load_run
 from bailclio.taxonomy.curation import merge_nodes
-from bailclio.taxonomy.diff import diff_sides, load_side
+from bailclio.taxonomy.diff import diff_runs, diff_sides, load_side
 
 
 def test_diff_and_the_explorer_compare_report_the_same_matches(small_run: Path, tmp_path: Path) -> None:
@@ -25,12 +25,12 @@ def test_diff_and_the_explorer_compare_report_the_same_matches(small_run: Path, 
     for level in (0, leaf_level):
         by_diff = diff_sides(load_side(small_run, level), load_side(other, level), level)
         pairs_diff = {(m["a_id"], m["b_id"]) for m in by_diff["matched"]}
-        table = D.compare(D.prepare(load_run(small_run)), D.prepare(load_run(other)), level)
-        matched = table.filter(table["a_id"].is_not_null() & table["b_id"].is_not_null())
-        pairs_explorer = set(zip(matched["a_id"].to_list(), matched["b_id"].to_list(), strict=True))
+        result = diff_runs(load_run(small_run), load_run(other), level)  # what the Compare view calls
+        pairs = C.pair_table(result)
+        pairs_explorer = set(zip(pairs["A id"].to_list(), pairs["B id"].to_list(), strict=True))
         assert pairs_explorer == pairs_diff, level
         only_a = {x["id"] for x in by_diff["only_in_a"]}
-        assert set(table.filter(table["status"] == "vanished")["a_id"].to_list()) == only_a
+        assert set(C.unmatched_table(result.only_in_a)["id"].to_list()) == only_a
     # the merged-away leaf has no partner in either report
     assert kids[1].id in {
         x["id"]
