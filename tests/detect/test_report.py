@@ -38,9 +38,16 @@ def detect_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return outs
 
 
+HOSTILE_CATEGORY = '<svg onload="window.pwned=3"></svg>Fraud $\\alpha$'
+
+
 def model_run(fixed_runs: Any, dest: Path) -> Path:
-    """The fixed 2-level run with a ``model`` column: even rows one model, odd rows the other."""
+    """The fixed 2-level run with a ``model`` column (even rows one model, odd rows the other) and
+    a hostile name on its first top category."""
     shutil.copytree(fixed_runs.run(2), dest)
+    tax = json.loads((dest / "taxonomy.json").read_text(encoding="utf-8"))
+    next(n for n in tax["nodes"] if n["parent_id"] is None)["name"] = HOSTILE_CATEGORY
+    (dest / "taxonomy.json").write_text(json.dumps(tax), encoding="utf-8")
     conv = pl.read_parquet(dest / "conversations.parquet")
     models = ["Qwen/Qwen2.5-7B-Instruct" if i % 2 == 0 else HOSTILE for i in range(conv.height)]
     conv.with_columns(pl.Series("model", models)).write_parquet(dest / "conversations.parquet")
@@ -183,7 +190,7 @@ def test_the_report_opens_in_chromium_without_errors_and_hostile_text_stays_text
         assert len(images) >= 4
         assert all(driver.execute_script("return arguments[0].naturalWidth > 0", img) for img in images)
         cells = [td.text for td in driver.find_elements(By.TAG_NAME, "td")]
-        assert HOSTILE in cells  # shown as text, not markup
+        assert HOSTILE in cells and HOSTILE_CATEGORY in cells  # shown as text, not markup
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert not errors, errors
     finally:
