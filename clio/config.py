@@ -191,6 +191,9 @@ class LLMConfig(_Section):
     # clustered on its text, so summaries and raw texts never share one space unannounced
     max_missing_share: float = Field(default=0.2, ge=0.0, le=1.0)
     max_attempts: int = Field(default=2, ge=1, le=5, description="tries per invalid reply")
+    # `run`: the LLM only names the nodes (from the rows' own texts): no facet call per row, at
+    # most 3 calls per node (docs/llm-names.md); rows are clustered on their text
+    names_only: bool = False
     conversation_chars: int = Field(default=6000, ge=200, description="transcript chars per prompt")
     # `--llm vllm`: keyword arguments for vllm.LLM(...), e.g. max_model_len, dtype, or
     # structured_outputs_config = {backend = "xgrammar", disable_any_whitespace = true}

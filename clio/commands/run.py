@@ -82,6 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g = add_llm_options(p, "LLM stage (facet summaries and names; see docs/llm-stage.md)")
     g.add_argument("--facet", help="facet whose summaries are clustered (default: from the input)")
+    g.add_argument(
+        "--llm-names-only",
+        action="store_true",
+        default=None,
+        help="the LLM only names the nodes from the rows' texts: no facet call per row (docs/llm-names.md)",
+    )
     s = p.add_argument_group("scale (fit on a sample, place the rest; see docs/scaling.md)")
     s.add_argument("--sample", type=int, help="fit on N rows when the input has more (default 20000; 0: all)")
     s.add_argument("--stratify", help="column whose values keep their share in the sample, e.g. model")
@@ -107,6 +113,7 @@ def config_from_args(args: argparse.Namespace):
         "hierarchy.levels": args.levels,
         **llm_overrides(args),
         "llm.facet": args.facet,
+        "llm.names_only": args.llm_names_only,
         "scale.fit_sample": args.sample,
         "scale.stratify": args.stratify,
         "scale.chunk_rows": args.chunk_rows,

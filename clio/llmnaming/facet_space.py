@@ -16,7 +16,20 @@ import polars as pl
 from bailclio.config import Config, FacetConfig
 from bailclio.llmnaming.degeneracy import assess
 from bailclio.llmnaming.facet_extract import FacetResults
-from bailclio.llmnaming.facets import applies
+from bailclio.llmnaming.facets import applies, row_kind
+
+Rows = tuple[list[str], list[Any], list[dict[str, Any]], list[str]]
+
+
+def rows_of(frame: pl.DataFrame) -> Rows:
+    """The rows' texts, turns (None for a single text), bail records and kinds
+    (:func:`~bailclio.llmnaming.facets.row_kind`)."""
+    texts = frame["text"].to_list()
+    turns = frame["conversation"].to_list() if "conversation" in frame.columns else [None] * len(texts)
+    ctx_cols = [c for c in ("model", "bail_method", "bail_turn", "journal") if c in frame.columns]
+    records = frame.select(ctx_cols).to_dicts() if ctx_cols else [{} for _ in texts]
+    kinds = [row_kind(t, r) for t, r in zip(turns, records, strict=True)]
+    return texts, turns, records, kinds
 
 
 def per_facet_report(cfg: Config, res: FacetResults, kinds: list[str]) -> dict[str, dict[str, Any]]:
@@ -99,4 +112,11 @@ def failure_reasons(errors: list[str | None]) -> dict[str, int]:
     return dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:10])
 
 
-__all__ = ["choose_space", "cluster_texts_for", "facet_columns", "failure_reasons", "per_facet_report"]
+__all__ = [
+    "rows_of",
+    "choose_space",
+    "cluster_texts_for",
+    "facet_columns",
+    "failure_reasons",
+    "per_facet_report",
+]

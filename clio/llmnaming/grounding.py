@@ -121,7 +121,10 @@ def ground(
     failed = [g for g in asked if not first[g].grounded]
     k = cfg.naming.grounding_retry_samples
     retry = _retry_requests(nodes, requests, failed, first, subject, k)
-    answers = ask(backend, retry, cfg, f"{desc} (grounding retry)") if retry else {}
+    # names-only mode spends at most three calls on a node: the name (llm.max_attempts, at most
+    # two) and one try of one retry
+    attempts = 1 if cfg.llm.names_only else None
+    answers = ask(backend, retry, cfg, f"{desc} (grounding retry)", max_attempts=attempts) if retry else {}
     cands = _candidates(nodes, failed, answers)
     vecs = grounder.embed([node_text(c.name) for c in cands]) if cands else []
     again = check_each(grounder, groups, [(c.node, v) for c, v in zip(cands, vecs, strict=True)], exclude)

@@ -144,16 +144,18 @@ def ask(
     cfg: Config,
     desc: str,
     first_ok: dict[str, int] | None = None,
+    max_attempts: int | None = None,
 ) -> dict[K, Reply]:
-    """Every request (in key order), validated and cleaned; ``first_ok`` receives
-    ``first_attempt_valid``, the replies valid at the first attempt."""
+    """Every request (in key order), validated and cleaned, each tried up to ``max_attempts``
+    times (default ``llm.max_attempts``); ``first_ok`` receives ``first_attempt_valid``, the
+    replies valid at the first attempt."""
     keys = sorted(requests)  # type: ignore[type-var]
     attempts: list[int] = []
     answers = generate_structured(
         backend,
         [requests[k] for k in keys],
         ClusterName,
-        cfg.llm.max_attempts,
+        max_attempts or cfg.llm.max_attempts,
         desc=desc,
         attempts_out=attempts,
     )

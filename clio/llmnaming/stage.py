@@ -42,11 +42,13 @@ from bailclio.llmnaming.facet_space import (
     facet_columns,
     failure_reasons,
     per_facet_report,
+    rows_of,
 )
-from bailclio.llmnaming.facets import bail_context, choose_facet, row_kind
+from bailclio.llmnaming.facets import bail_context, choose_facet
 from bailclio.llmnaming.grounder import Grounder
 from bailclio.llmnaming.hierarchy import Keyphrases, build_and_name
 from bailclio.llmnaming.namer import LeafInputs, name_hierarchy
+from bailclio.llmnaming.names_only import names_only_config, subject_of, texts_only_choice
 from bailclio.llmnaming.report import ClusteringChoice, StageReport, say
 from bailclio.llmnaming.types import LeafEvidence, NamingResult, stats_delta
 from bailclio.paths import cache_root
@@ -89,6 +91,9 @@ class LLMStage:
         self.backend_name = str(getattr(backend, "name", cfg.llm.backend))
         self.model = str(getattr(backend, "model", None) or cfg.llm.model)
         self.report = StageReport()
+        self.naming_cfg = names_only_config(cfg) if cfg.llm.names_only else cfg
+        if cfg.llm.names_only:
+            self.facet = None  # nothing is asked of the rows
 
     @property
     def facet_fallback_rows(self) -> int:
@@ -97,13 +102,14 @@ class LLMStage:
     # ---- stage 1 -------------------------------------------------------------------------------
     def facets(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
         """The frame with its ``facet_<name>`` columns, and the texts to cluster."""
+        if self.cfg.llm.names_only:
+            texts, _, _, kinds = rows_of(frame)
+            self.report.clustering = texts_only_choice(kinds)
+            self.report.stages["facets"] = {"rows": len(texts), "requests": 0, "skipped": "llm.names_only"}
+            return frame, list(texts)
         cfg = self.cfg
         before = self.backend.stats()
-        texts = frame["text"].to_list()
-        turns = frame["conversation"].to_list() if "conversation" in frame.columns else [None] * len(texts)
-        ctx_cols = [c for c in ("model", "bail_method", "bail_turn", "journal") if c in frame.columns]
-        records = frame.select(ctx_cols).to_dicts() if ctx_cols else [{} for _ in texts]
-        kinds = [row_kind(t, r) for t, r in zip(turns, records, strict=True)]
+        texts, turns, records, kinds = rows_of(frame)
         if self.facet is None:
             self.facet = choose_facet(cfg.facets, kinds)
         facet = self.facet
@@ -204,10 +210,11 @@ class LLMStage:
             },
             subject=self.subject(),
         )
-        if self.cfg.naming.hierarchy == "llm" and parents and keyphrases_for is not None:
-            result = build_and_name(self.backend, inputs, parents, keyphrases_for, self.cfg, grounder)
+        cfg = self.naming_cfg
+        if cfg.naming.hierarchy == "llm" and parents and keyphrases_for is not None:
+            result = build_and_name(self.backend, inputs, parents, keyphrases_for, cfg, grounder)
         else:
-            result = name_hierarchy(self.backend, inputs, parents, fallback, self.cfg, grounder)
+            result = name_hierarchy(self.backend, inputs, parents, fallback, cfg, grounder)
         self.report.record_names(result, self.cfg, grounded=grounder is not None)
         return result
 
@@ -245,6 +252,8 @@ class LLMStage:
             and self.facet is not None
         ):
             return f'Each item is one conversation\'s answer to the question "{self.facet.question}"'
+        if self.cfg.llm.names_only and clustering is not None:
+            return subject_of(clustering.row_kinds)
         return "Each item is one conversation between a user and an AI assistant (its text)."
 
     def taxonomy_meta(self) -> dict[str, Any]:
@@ -263,7 +272,8 @@ class LLMStage:
             "base_url": self.cfg.llm.base_url,
             "cache_path": str(self.cache_path) if self.cache_path else None,
             "facet": self.facet.name if self.facet else None,
-            "facets": [f.name for f in self.cfg.facets],
+            "facets": [] if self.cfg.llm.names_only else [f.name for f in self.cfg.facets],
+            "names_only": self.cfg.llm.names_only,
             "clustering": report.clustering.to_dict() if report.clustering else {},
             "grounding": report.grounding.to_dict() if report.grounding else {},
             "warnings": report.warnings,
