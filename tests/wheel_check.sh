@@ -41,6 +41,8 @@ done
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 assert "bailclio/explorer/app.py" in names, "bailclio/explorer/app.py missing"
+for asset in ("site.js", "site.css"):
+    assert f"bailclio/taxonomy/site_assets/{asset}" in names, f"the static site's {asset} is missing"
 assert not any("scripted_server" in n for n in names), "the scripted test server is in the wheel"
 EOF
 
@@ -95,6 +97,8 @@ kill "$EXPLORE_PID"; wait "$EXPLORE_PID" 2>/dev/null || true; EXPLORE_PID=""
 say "bailclio export and assign"
 "$BIN/bailclio" export run --format bailbench --out export.csv > /dev/null || fail "bailclio export"
 [ "$(wc -l < export.csv)" -gt 100 ] || fail "export wrote too few rows"
+"$BIN/bailclio" export run --format site --out site > /dev/null || fail "bailclio export --format site"
+[ -s site/index.html ] && [ -s site/assets/site.js ] || fail "the static site lacks its page or script"
 "$BIN/bailclio" assign run new.csv --out assigned.parquet --quiet > assign.txt || { cat assign.txt; fail "bailclio assign"; }
 
 say "the Python API"
