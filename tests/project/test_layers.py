@@ -237,3 +237,10 @@ def test_no_library_module_writes_the_environment() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"os\.environ(\[[^\]]+\]\s*=|\.setdefault|\.update|\.pop)", text), module
+
+
+def test_the_stage_interfaces_import_no_stage_implementation() -> None:
+    # stages.py holds the protocols and the data the stages hand each other; the implementations
+    # import it, never the other way round
+    assert graph()["bailclio.stages"] <= {"bailclio", "bailclio.config", "bailclio.errors"}
+    assert "bailclio.stages" in graph()["bailclio.cluster"] & graph()["bailclio.hierarchy"]
