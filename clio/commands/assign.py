@@ -15,6 +15,9 @@ from bailclio.commands.options import (
     add_raw_option,
     llm_overrides,
 )
+from bailclio.config import load_config
+from bailclio.errors import UserError
+from bailclio.llm import preflight
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,9 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def llm_config(args: argparse.Namespace):
     """The LLM settings from --config and the flags, or None when no back-end is asked for."""
-    from bailclio.config import load_config
-    from bailclio.errors import UserError
-
     overrides = llm_overrides(args)
     cfg = load_config(args.config, overrides)
     if cfg.llm.backend == "none":
@@ -69,7 +69,6 @@ def llm_config(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from bailclio.errors import UserError
     from bailclio.outputs import check_output_file
     from bailclio.rundir import load_run
     from bailclio.taxonomy.assign import assign_input, default_out, print_summary, write_output
@@ -88,8 +87,6 @@ def main(args: argparse.Namespace) -> int:
     check_output_file(out, inputs=[run.path, args.new_input])
     check_output_file(out.with_name(f"{out.stem}.rejects.jsonl"), inputs=[run.path, args.new_input])
     if cfg is not None:
-        from bailclio.llm import preflight
-
         preflight(cfg.llm)  # an unreachable server: one line before any embedding
     result = assign_input(
         run,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bailclio.commands.options import add_raw_option
+from bailclio.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bailclio.errors import UserError
     from bailclio.rundir import load_run
     from bailclio.taxonomy.compare import compare_groups, format_table, plot
 

@@ -26,6 +26,7 @@ from bailclio.commands.options import (
     add_progress_option,
     llm_overrides,
 )
+from bailclio.config import load_config
 from bailclio.errors import UserError
 
 
@@ -113,7 +114,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # the detect modules and polars load when the command runs, so that --help stays fast
-    from bailclio.config import load_config
     from bailclio.detect.runner import DetectOptions, rates_table, run_detect
     from bailclio.outputs import check_detect_dir
 

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bailclio import explorer
+from bailclio.errors import UserError
 from bailclio.explorer import ROOTS_ENV, TOKEN_ENV
 
 
@@ -43,8 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def app_path() -> Path:
     """The explorer's Streamlit script, shipped inside the package (works from a wheel)."""
-    from bailclio import explorer
-
     return Path(explorer.__file__).resolve().parent / "app.py"
 
 
@@ -89,8 +89,6 @@ def server_env(roots: list[Path], token: str | None) -> dict[str, str]:
 
 
 def remote_token(args: argparse.Namespace) -> str:
-    from bailclio.errors import UserError
-
     if args.token_env:
         token = os.environ.get(args.token_env, "")
         if len(token) < 12:
@@ -102,7 +100,6 @@ def remote_token(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bailclio.errors import UserError
     from bailclio.rundir import MANIFEST, find_runs
 
     roots = []

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bailclio.llm import backend_names
+
 
 def backend_choices(*, with_none: bool = True) -> list[str]:
     """``none`` (when allowed) and every back-end: built in, registered, installed."""
-    from bailclio.llm import backend_names
-
     return (["none"] if with_none else []) + backend_names()
 
 

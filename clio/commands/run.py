@@ -18,7 +18,9 @@ from bailclio.commands.options import (
     llm_overrides,
 )
 from bailclio.config import load_config
+from bailclio.datasets import bailbench_sample_path
 from bailclio.errors import EXIT_INCOMPLETE, UserError
+from bailclio.llm import preflight
 
 EXIT_STATUSES = """exit status:
   0    the run is complete (manifest.json: status = "complete")
@@ -149,8 +151,6 @@ def resolve_input(args: argparse.Namespace) -> None:
     if args.example and args.input:
         raise UserError("give INPUT or --example, not both")
     if args.example:
-        from bailclio.datasets import bailbench_sample_path
-
         args.input = [str(bailbench_sample_path())]
     elif not args.input:
         raise UserError("INPUT is required (or --example for the packaged BailBench sample)")
@@ -178,7 +178,6 @@ def main(args: argparse.Namespace) -> int:
             cfg.cluster_facet()  # config mistakes are reported before the server is asked
         except ValueError as exc:
             raise UserError(f"config: {exc}") from exc
-        from bailclio.llm import preflight
 
         preflight(cfg.llm)  # an unreachable LLM server is an error before any work
     result = run(inputs, out, cfg, force=args.force, progress=not args.quiet)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from bailclio.commands.options import add_raw_option
+from bailclio.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bailclio.errors import UserError
     from bailclio.rundir import load_run
     from bailclio.tree import print_summary, print_tree
 
