@@ -1,4 +1,5 @@
-"""How well ``bailclio assign`` places new conversations in an existing taxonomy.
+"""How well ``bailclio assign`` places new conversations in an existing taxonomy, and how well it
+abstains on conversations that belong to none of its categories.
 
 For each seed: build a taxonomy (bailclio.pipeline.run, default config) on a random 70% of
 data/bailbench.csv, place the other 30% with each placement method, and score the placed leaf's
@@ -11,7 +12,13 @@ reference, and so is a supervised logistic regression trained on the run rows' t
 same vectors: together they bound what any placement in this embedding space can reach. Medians
 over the seeds.
 
-    .venv/bin/python bench/assign_accuracy.py [--seeds 0 1 2] [--quantile 0.95]
+Abstention: the neutral requests of data/neutral_requests.csv (trivia, physics puzzles, coding,
+writing help, recipes, travel, ...) placed in each seed's run; the share left unassigned. The
+threshold is calibrated on the run's own rows only (never on these). Floors: held-out BailBench
+placed >= 90% with category accuracy >= 0.70 (knn k=10), neutral requests unassigned >= 85%.
+Runs are cached under --cache and reused.
+
+    .venv/bin/python bench/assign_accuracy.py [--seeds 0 1 2] [--quantile 0.95] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,16 +33,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from bailclio.cli import ensure_numba_cache
+from bailclio.config import Config
+from bailclio.pipeline import run as build_run
+from bailclio.rundir import is_run_dir, load_run
+from bailclio.taxonomer import Taxonomer
+from bailclio.taxonomy.placement import self_agreement
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bailclio.cli import ensure_numba_cache  # noqa: E402
-from bailclio.config import Config  # noqa: E402
-from bailclio.embeddings.encoder import embed_texts  # noqa: E402
-from bailclio.pipeline import run as build_run  # noqa: E402
-from bailclio.rundir import load_run  # noqa: E402
-from bailclio.taxonomy.assign import place, reference, run_embedding_config, self_agreement, transform  # noqa: E402
-
 ensure_numba_cache()
 
 METHODS = (("knn", 5), ("knn", 10), ("knn", 20), ("centroid", 10))
@@ -53,9 +57,11 @@ def one_seed(data: pl.DataFrame, seed: int, quantile: float, tmp: Path) -> dict[
     csv = tmp / f"train{seed}.csv"
     train.write_csv(csv)
     t0 = time.perf_counter()
-    build_run(csv, tmp / f"run{seed}", Config(seed=seed), force=True, progress=False)
+    run_dir = tmp / f"bailbench-train70-seed{seed}"
+    if not is_run_dir(run_dir):
+        build_run(csv, run_dir, Config(seed=seed), force=True, progress=False)
     build_s = time.perf_counter() - t0
-    run = load_run(tmp / f"run{seed}")
+    run = load_run(run_dir)
     conv = {col: run.conversations[col].to_list() for col in ("subcategory", "category")}
     leaf_ids = run.assignments["leaf_id"].to_list()
     by_leaf: dict[str, list[int]] = {}
@@ -65,9 +71,12 @@ def one_seed(data: pl.DataFrame, seed: int, quantile: float, tmp: Path) -> dict[
         col: {lf: majority([conv[col][i] for i in rows]) for lf, rows in by_leaf.items()}
         for col in ("subcategory", "category")
     }
-    ref = reference(run)
-    X, _ = embed_texts(test["content"].to_list(), run_embedding_config(run), progress=False)
-    Q = transform(ref, X)
+    tx = Taxonomer.from_run(run, progress=False)
+    ref = tx.placement_reference()
+    X, _ = tx.embed_new(test["content"].to_list())
+    Q = ref.vectors[:0]  # filled below: the held-out rows in the run's centred space
+    neutral = pl.read_csv(ROOT / "data" / "neutral_requests.csv")
+    N, _ = tx.embed_new(neutral["text"].to_list())
     out: dict[str, dict[str, float]] = {}
     own = {
         col: np.mean([maj[col][lf] == t for lf, t in zip(leaf_ids, conv[col], strict=True)]) for col in maj
@@ -75,14 +84,19 @@ def one_seed(data: pl.DataFrame, seed: int, quantile: float, tmp: Path) -> dict[
     out["in-run (ceiling)"] = {
         "subcategory": own["subcategory"],
         "category": own["category"],
-        "unassigned": 0.0,
     }
     for method, k in METHODS:
         t0 = time.perf_counter()
-        p = place(ref, Q, method=method, k=k, quantile=quantile)
+        p = tx.place(X, method=method, k=k, quantile=quantile)
         place_s = time.perf_counter() - t0
         ok = ~p.unassigned
-        res = {"unassigned": float(p.unassigned.mean()), "seconds": place_s}
+        neutral_p = tx.place(N, method=method, k=k, quantile=quantile)
+        res = {
+            "placed": float(ok.mean()),
+            "expected": p.expected_placed,
+            "neutral_abst": float(neutral_p.unassigned.mean()),
+            "seconds": place_s,
+        }
         for col in ("subcategory", "category"):
             truth = test[col].to_list()
             hits = [maj[col][lf] == t for lf, t, a in zip(p.leaf_ids, truth, ok, strict=True) if a]
@@ -95,6 +109,9 @@ def one_seed(data: pl.DataFrame, seed: int, quantile: float, tmp: Path) -> dict[
         )
         out[f"{method} k={k}"] = res
     # external reference: the k nearest run rows vote with their own true labels
+    from bailclio.taxonomy.placement import centred
+
+    Q = centred(ref, X)
     sims = Q @ ref.vectors.T
     idx = np.argsort(-sims, axis=1)[:, :10]
     out["label kNN k=10 (no taxonomy)"] = {
@@ -104,7 +121,7 @@ def one_seed(data: pl.DataFrame, seed: int, quantile: float, tmp: Path) -> dict[
             )
         )
         for col in ("subcategory", "category")
-    } | {"unassigned": 0.0}
+    }
     # external reference: a supervised classifier trained on the run rows' true labels, same vectors
     from sklearn.linear_model import LogisticRegression
 
@@ -116,7 +133,7 @@ def one_seed(data: pl.DataFrame, seed: int, quantile: float, tmp: Path) -> dict[
             )
         )
         for col in ("subcategory", "category")
-    } | {"unassigned": 0.0}
+    }
     print(
         f"seed {seed}: run on {n_train} rows built in {build_s:.1f} s, {test.height} held out",
         file=sys.stderr,
@@ -128,15 +145,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--quantile", type=float, default=0.95)
+    ap.add_argument(
+        "--cache", type=Path, default=Path("/tmp/bailclio-compare/runs"), help="where runs are kept"
+    )
     args = ap.parse_args()
     data = pl.read_csv(ROOT / "data" / "bailbench.csv")
-    with tempfile.TemporaryDirectory() as d:
-        per_seed = [one_seed(data, s, args.quantile, Path(d)) for s in args.seeds]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    per_seed = [one_seed(data, s, args.quantile, args.cache) for s in args.seeds]
     print(
         f"\nmedians over seeds {args.seeds} (threshold quantile {args.quantile}; accuracy over assigned rows)"
     )
     print("leaf/top agree: the run's own rows placed leave-one-out land in their own leaf / top category")
-    keys = ("subcategory", "category", "unassigned", "leaf_agree", "top_agree", "seconds")
+    print("placed: held-out rows placed (expected: the calibration's in-distribution rate); neutral_abst:")
+    print(
+        "neutral requests left unassigned. Floors (knn k=10): placed >= 0.90, category >= 0.70, "
+        "neutral >= 0.85"
+    )
+    keys = (
+        "subcategory",
+        "category",
+        "placed",
+        "expected",
+        "neutral_abst",
+        "leaf_agree",
+        "top_agree",
+        "seconds",
+    )
     print(f"{'method':<30} " + " ".join(f"{k:>11}" for k in keys))
     for name in per_seed[0]:
         med = {k: statistics.median(r[name].get(k, float("nan")) for r in per_seed) for k in keys}

@@ -16,20 +16,36 @@ Sections (``--section``, default all of this file's):
   reappear in a run with another seed (best-match Jaccard >= 0.5 at the same level): the nodes
   with stability >= 0.8 should reappear >= 90% of the time.
 
-Usage: python bench/compare.py [--section planted|stability-cost|calibration] [--repeats 3]
+* ``diff-seeds``: ``bailclio diff`` of the same rows clustered with two seeds (BailBench 0/1, 0/2,
+  1/2; WildChat-1880 0/1; CLINC150 0/1), then of two random halves of BailBench (different rows of
+  one distribution): nodes flagged significant at the top and leaf level (floor: 0 for the seeds).
+* ``diff-planted``: B is BailBench with 70% of one category's rows removed, or with that
+  category's rows twice, built with seed 1; A is the seed-0 run. The category's nodes are A's top
+  nodes holding >= 25% of its rows (placed as diff places them): the change is found when one is
+  significant in the planted direction (or, matched, only in A); other significant nodes are
+  unrelated (floor: at most one). The diff sections' runs are built once (``bailclio run``) and
+  kept under ``--cache`` (default /tmp/bailclio-compare/runs).
+
+Usage: python bench/compare.py [--section planted|stability-cost|calibration|diff-seeds|diff-planted]
+[--repeats 3] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from bailclio.rundir import is_run_dir
+from bailclio.taxonomy.diff import diff_runs, load_side, place_sides
 
 ROOT = Path(__file__).resolve().parents[1]
 BAILBENCH = ROOT / "data" / "bailbench.csv"
@@ -196,14 +212,161 @@ def calibration(work: Path, seeds: list[int]) -> None:
     print(f"correlation of stability with the best-match Jaccard: {rho:.2f} over {len(rows)} nodes")
 
 
+# ---------------------------------------------------------------------------------------- diff
+DIFF_CACHE = Path("/tmp/bailclio-compare/runs")
+DATA = ROOT / "data"
+SEED_PAIRS = (
+    ("bailbench", 0, 1),
+    ("bailbench", 0, 2),
+    ("bailbench", 1, 2),
+    ("wildchat", 0, 1),
+    ("clinc150", 0, 1),
+)
+INPUTS = {
+    "bailbench": DATA / "bailbench.csv",
+    "wildchat": DATA / "wildchat_1880.jsonl",
+    "clinc150": DATA / "clinc150.csv",
+}
+LOSS = "Economic Harm"
+GAIN = "Disinformation"
+
+
+def diff_build(cache: Path, name: str, source: Path, seed: int) -> Path:
+    out = cache / f"{name}-seed{seed}"
+    if not is_run_dir(out):
+        print(f"  building {out.name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        cmd = [
+            str(Path(sys.executable).with_name("bailclio")),
+            "run",
+            str(source),
+            "--out",
+            str(out),
+            "--seed",
+            str(seed),
+        ]
+        subprocess.run([*cmd, "--quiet", "--force"], check=True)
+        print(f"  built {out.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def diff_inputs(cache: Path) -> dict[str, Path]:
+    """BailBench with 70% of LOSS removed, with GAIN's rows twice, and two random halves."""
+    data = pl.read_csv(DATA / "bailbench.csv").with_row_index("id")
+    folder = cache / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    lost = data.filter(pl.col("category") == LOSS).sample(fraction=0.7, seed=0)["id"]
+    doubled = data.filter(pl.col("category") == GAIN).with_columns(pl.col("id") + 100_000)
+    shuffled = data.sample(fraction=1.0, shuffle=True, seed=0)
+    half = shuffled.height // 2
+    frames = {
+        "bailbench-loss": data.filter(~pl.col("id").is_in(lost.implode())),
+        "bailbench-gain": pl.concat([data, doubled]),
+        "bailbench-half1": shuffled.head(half),
+        "bailbench-half2": shuffled.slice(half),
+    }
+    paths = {}
+    for name, frame in frames.items():
+        path = folder / f"{name}.csv"
+        if not path.exists():
+            frame.write_csv(path)
+        paths[name] = path
+    return paths
+
+
+def diff_flagged(a: Path, b: Path, level: int) -> tuple[int, int, int]:
+    """Significant nodes on A's taxonomy, significant matched pairs, uncertain pairs."""
+    r = diff_runs(a, b, level)
+    return (
+        len(r.significant),
+        sum(m.significant for m in r.matched),
+        sum(m.status == "uncertain" for m in r.matched),
+    )
+
+
+def diff_seeds(cache: Path) -> None:
+    print("== diff, the same rows with two seeds (floor: 0 significant at top and leaf level)")
+    print(
+        f"{'data':<22} {'A':>5} {'B':>5} {'top':>4} {'leaf':>5}  pairs flagged top/leaf  uncertain top/leaf"
+    )
+    pairs = [(name, INPUTS[name], sa, sb) for name, sa, sb in SEED_PAIRS]
+    halves = diff_inputs(cache)
+    rows = []
+    for name, source, sa, sb in pairs:
+        rows.append((name, diff_build(cache, name, source, sa), diff_build(cache, name, source, sb), sa, sb))
+    h1 = diff_build(cache, "bailbench-half1", halves["bailbench-half1"], 0)
+    h2 = diff_build(cache, "bailbench-half2", halves["bailbench-half2"], 0)
+    for name, a, b, sa, sb in rows + [("bailbench halves 1/2", h1, h2, 0, 0)]:
+        leaf = load_side(a, 0).run.taxonomy.depth - 1
+        top, leaf_n = diff_flagged(a, b, 0), diff_flagged(a, b, leaf)
+        print(
+            f"{name:<22} {sa:>5} {sb:>5} {top[0]:>4} {leaf_n[0]:>5}  {top[1]:>10}/{leaf_n[1]:<10} "
+            f"{top[2]:>8}/{leaf_n[2]}"
+        )
+    print(
+        "(halves: different rows of one distribution, both seed 0; "
+        "expect about 0 at a 5% false discovery rate)"
+    )
+
+
+def diff_planted(cache: Path) -> None:
+    print("\n== diff, planted changes at the top level (A: BailBench seed 0; B: planted, seed 1)")
+    inputs = diff_inputs(cache)
+    a = diff_build(cache, "bailbench", INPUTS["bailbench"], 0)
+    for kind, category, sign in (("loss", LOSS, -1), ("gain", GAIN, +1)):
+        b = diff_build(cache, f"bailbench-{kind}", inputs[f"bailbench-{kind}"], 1)
+        side_a, side_b = load_side(a, 0), load_side(b, 0)
+        leaves_a, _, _ = place_sides(side_a, side_b)
+        cats = side_a.run.conversations["category"].to_list()
+        tops = side_a.run.taxonomy.ids_at(0, leaves_a)
+        in_cat = Counter(t for t, c in zip(tops, cats, strict=True) if c == category)
+        total = sum(in_cat.values())
+        its = {t for t, k in in_cat.items() if t is not None and k >= 0.25 * total}
+        r = diff_runs(side_a, side_b, 0)
+        found = [n for n in r.significant if n.id in its and (n.change > 0) == (sign > 0)]
+        only_a = [x for x in r.only_in_a if x.id in its]
+        unrelated = [n for n in r.significant if n.id not in its]
+        ok = bool(found or (sign < 0 and only_a)) and len(unrelated) <= 1
+        print(
+            f"-- {kind}: {category} ({'70% of rows removed' if sign < 0 else 'rows twice'}): "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
+        for n in r.nodes or []:
+            share_cat = in_cat.get(n.id, 0) / max(total, 1)
+            mark = "*" if n.significant else " "
+            tag = "its node" if n.id in its else ""
+            print(
+                f"   {n.id:<14} {100 * n.change:+6.1f} pp [{100 * n.change_ci_low:+5.1f},"
+                f"{100 * n.change_ci_high:+5.1f}] q={n.q:.3g}{mark} "
+                f"holds {100 * share_cat:4.0f}% of the category {tag}  {n.name[:40]}"
+            )
+        print(
+            f"   found: {len(found)} of its nodes significant; unrelated significant nodes: {len(unrelated)}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--section", choices=("planted", "stability-cost", "calibration"), action="append")
+    choices = ("planted", "stability-cost", "calibration", "diff-seeds", "diff-planted", "diff-build")
+    ap.add_argument("--section", choices=choices, action="append")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seeds", default="1", help="other seeds for calibration, comma-separated")
     ap.add_argument("--work", help="folder for the runs (default: a temporary one)")
+    ap.add_argument("--cache", type=Path, default=DIFF_CACHE, help="folder of the diff sections' runs (kept)")
     args = ap.parse_args()
-    sections = args.section or ["stability-cost", "calibration", "planted"]
+    sections = args.section or ["stability-cost", "calibration", "planted", "diff-seeds", "diff-planted"]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if "diff-build" in sections:  # only build the diff sections' cached runs
+        inputs = diff_inputs(args.cache)
+        for name, sa, sb in SEED_PAIRS:
+            diff_build(args.cache, name, INPUTS[name], sa), diff_build(args.cache, name, INPUTS[name], sb)
+        for name, seed in (
+            ("bailbench-loss", 1),
+            ("bailbench-gain", 1),
+            ("bailbench-half1", 0),
+            ("bailbench-half2", 0),
+        ):
+            diff_build(args.cache, name, inputs[name], seed)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -213,6 +376,10 @@ def main() -> None:
             calibration(work, [int(s) for s in args.seeds.split(",")])
         if "planted" in sections:
             planted(work)
+    if "diff-seeds" in sections:
+        diff_seeds(args.cache)
+    if "diff-planted" in sections:
+        diff_planted(args.cache)
 
 
 if __name__ == "__main__":

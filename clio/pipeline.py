@@ -73,7 +73,8 @@ def run(
     """Build the taxonomy of ``input_path`` into the run directory ``out`` (refused when ``out``
     holds anything but a run, replaced with ``force``). ``taxonomer`` (configured with ``cfg``)
     supplies other stages than the defaults. Above ``[scale] fit_sample`` rows the taxonomy is
-    fitted on a sample and the other rows are placed in it (:mod:`bailclio.scale`).
+    fitted on a sample and the other rows are placed in it (:mod:`bailclio.scale`), by
+    ``taxonomer``'s stages when one is given.
 
     ``input_path`` may be several inputs (files, or ``bailclio detect`` output folders, read
     through their bails file): one taxonomy is built over their union (:func:`read_inputs`)."""
@@ -83,14 +84,14 @@ def run(
     paths = input_files(input_path)
     if len(paths) > 1:
         check_unsampled(paths, cfg)
-    elif taxonomer is None:
+    else:
         from bailclio.scale import run_sampled, sampling_plan
 
         plan = sampling_plan(paths[0], cfg)
         if plan is not None:
             with rundir.building(dest, force) as staging:
                 _, manifest, taxonomy, assignments = run_sampled(
-                    paths[0], staging, cfg, plan, force=True, progress=progress
+                    paths[0], staging, cfg, plan, force=True, progress=progress, taxonomer=taxonomer
                 )
             return RunResult(dest, manifest, taxonomy, assignments)
     with rundir.building(dest, force) as staging:

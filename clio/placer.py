@@ -4,11 +4,12 @@ A :class:`Placer` holds what placement needs from the run that was fitted (its r
 their leaves, map and clustering-space coordinates and the calibrated distance threshold) in a
 picklable :class:`PlacerState`, so the same object runs in this process (the local engine) or in
 Ray actors on other machines (:mod:`bailclio.scale_ray`). Each batch is embedded through the
-shared cache and placed by :func:`bailclio.taxonomy.assign.place`, the code ``bailclio assign``
-uses: a similarity-weighted vote of the 10 nearest fitted rows picks the leaf.
+fitted Taxonomer's embedder (through the shared cache) and placed by
+:func:`bailclio.taxonomy.placement.place`, the placement of ``Taxonomer.place`` and ``bailclio
+assign``: a similarity-weighted vote of the 10 nearest fitted rows picks the leaf.
 
 A placed row always gets the winning leaf, as HDBSCAN noise is attached in a fitted run; a row
-farther from its neighbours than the threshold (the fitted rows' own 95th percentile), or whose
+farther from its neighbours than the abstention threshold (the fitted rows' own 95th percentile), or whose
 neighbours are mostly outliers, is flagged ``is_outlier``. Its map coordinates ``x, y`` and its
 clustering-space row are the weighted mean of its neighbours'; its ``outlier_score`` is their
 weighted mean score (1 beyond the threshold).
@@ -24,7 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bailclio.taxonomy.assign import DEFAULT_K, DEFAULT_QUANTILE, Reference
+from bailclio.taxonomy.placement import (
+    DEFAULT_K,
+    DEFAULT_QUANTILE,
+    Calibration,
+    Reference,
+    calibrate,
+    place,
+    reference,
+    run_embedding_config,
+)
 
 if TYPE_CHECKING:
     from bailclio.rundir import Run
@@ -39,9 +49,13 @@ class PlacerState:
     reference: Reference  # ``run`` is dropped: only arrays travel
     space: np.ndarray  # the fitted rows' clustering-space coordinates, aligned with the reference
     outlier_score: np.ndarray
-    threshold: float
+    calibration: Calibration
     k: int
-    embedding: dict[str, Any]  # the fitted run's EmbeddingConfig
+    embedder: Any  # the fitted Taxonomer's embedder (``embed(texts, progress) -> (vectors, stats)``)
+
+    @property
+    def threshold(self) -> float:
+        return self.calibration.threshold
 
 
 def placer_state(
@@ -51,12 +65,14 @@ def placer_state(
     space: np.ndarray | None = None,
     k: int = DEFAULT_K,
     quantile: float = DEFAULT_QUANTILE,
+    embedder: Any | None = None,
 ) -> PlacerState:
     """Everything placement needs from a fitted run (a directory, or a :class:`Run` with its
     row-aligned ``vectors`` and ``space`` in memory), calibrated once. A sampled run is
-    referenced by its fitted rows."""
+    referenced by its fitted rows. ``embedder``: the fitted Taxonomer's (default: the run's
+    sentence-transformers model)."""
     from bailclio import rundir
-    from bailclio.taxonomy.assign import calibrate, reference, run_embedding_config
+    from bailclio.components import SentenceTransformerEmbedder
 
     if not isinstance(run, rundir.Run):
         run = rundir.load_run(run, curated=False)
@@ -67,36 +83,30 @@ def placer_state(
     if "fitted" in run.assignments.columns:
         keep = run.assignments["fitted"].fill_null(True).to_numpy()
         space, scores = space[keep], scores[keep]
-    threshold = calibrate(ref, "knn", k, quantile)
-    emb = run_embedding_config(run).model_dump(mode="json")
-    return PlacerState(dataclasses.replace(ref, run=None), space, scores, threshold, k, emb)  # type: ignore[arg-type]
+    cal = calibrate(ref, k, quantile)
+    embedder = embedder or SentenceTransformerEmbedder(run_embedding_config(run))
+    return PlacerState(dataclasses.replace(ref, run=None), space, scores, cal, k, embedder)  # type: ignore[arg-type]
 
 
 class Placer:
     """``placer(texts)`` -> the placed batch as arrays (see :data:`SCALAR_COLUMNS`)."""
 
     def __init__(self, state: PlacerState) -> None:
-        from bailclio.config import EmbeddingConfig
-
         self.state = state
-        self.embedding = EmbeddingConfig.model_validate(state.embedding)
         self.stats = {"texts": 0, "cache_hits": 0, "computed": 0, "seconds": 0.0, "place_seconds": 0.0}
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        from bailclio.embeddings.encoder import embed_texts
-        from bailclio.taxonomy.assign import place, transform
-
         st = self.state
         uniq: dict[str, int] = {}
         inverse = np.fromiter(
             (uniq.setdefault(t, len(uniq)) for t in texts), dtype=np.int64, count=len(texts)
         )
-        X, stats = embed_texts(list(uniq), self.embedding, progress=False)
+        X, stats = st.embedder.embed(list(uniq), progress=False)
         for key in ("cache_hits", "computed", "seconds"):
-            self.stats[key] += stats[key]
+            self.stats[key] += stats.get(key, 0)
         self.stats["texts"] += len(texts)
         t0 = time.perf_counter()
-        p = place(st.reference, transform(st.reference, X), k=st.k, threshold=st.threshold)
+        p = place(st.reference, X, k=st.k, calibration=st.calibration)
         w = np.clip(p.similarity, 1e-6, None)
         w = w / w.sum(axis=1, keepdims=True)
         space = np.einsum("nk,nkd->nd", w, st.space[p.neighbours])

@@ -151,8 +151,9 @@ class _Fit:
     leaf_index: np.ndarray  # per fitted row: index into the reference's leaves
 
 
-def _fit(input_path: Path, plan: SamplePlan, cfg: Config, progress: bool) -> _Fit:
-    """The taxonomy of the sample, fitted in memory by the ordinary pipeline's Taxonomer."""
+def _fit(input_path: Path, plan: SamplePlan, cfg: Config, progress: bool, taxonomer: Any = None) -> _Fit:
+    """The taxonomy of the sample, fitted in memory by the ordinary pipeline's Taxonomer (or the
+    caller's ``taxonomer``, whose stages then fit the sample and embed the placed rows)."""
     from bailclio.ingest import read_data
     from bailclio.taxonomer import Taxonomer, Timer
 
@@ -168,7 +169,7 @@ def _fit(input_path: Path, plan: SamplePlan, cfg: Config, progress: bool) -> _Fi
         label=str(input_path),
     )
     info = {"path": str(input_path.resolve()), "shape": ing.shape, "text_source": ing.text_source}
-    tx = Taxonomer(fit_cfg, progress=progress)
+    tx = taxonomer if taxonomer is not None else Taxonomer(fit_cfg, progress=progress)
     tx.fit_ingested(ing, input_info=info, timer=Timer(verbose=progress))
     assignments = tx.assignments_
     ids = assignments["conversation_id"].to_list()
@@ -215,9 +216,11 @@ def run_sampled(
     *,
     force: bool = False,
     progress: bool = True,
+    taxonomer: Any = None,
 ) -> tuple[Path, dict[str, Any], Any, pl.DataFrame]:
     """Fit ``plan``'s sample and place every other row (see the module docstring); returns the
-    run directory, its manifest, taxonomy and assignments."""
+    run directory, its manifest, taxonomy and assignments. ``taxonomer``: a Taxonomer with other
+    stages than the defaults, used for the fit and for embedding the placed rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -240,10 +243,10 @@ def run_sampled(
     )
 
     t0 = time.perf_counter()
-    fit = _fit(input_path, plan, cfg, progress)
+    fit = _fit(input_path, plan, cfg, progress, taxonomer)
     tx = fit.taxonomer
     timings["fit"] = round(time.perf_counter() - t0, 3)
-    state = placer_state(tx.run_, vectors=fit.embeddings, space=fit.space)
+    state = placer_state(tx.run_, vectors=fit.embeddings, space=fit.space, embedder=tx.embedder)
     engine = cfg.scale.engine
 
     # Stream every row: fitted rows take their fitted result, the others are placed.

@@ -15,8 +15,8 @@ run directory ``bailclio run --config`` gives.
 
 The learned state, all in memory: ``taxonomy_`` (the nodes), ``assignments_`` (one row per
 conversation, as ``assignments.parquet``), ``conversations_``, ``embeddings_`` and ``space_``
-(row-aligned vectors and reduced space), ``manifest_``; ``transform`` places new rows with the
-run's centring and vectors (:mod:`bailclio.taxonomy.assign`).
+(row-aligned vectors and reduced space), ``manifest_``; ``transform`` (and ``place``, for vectors)
+places new rows in it, leaving unassigned those that fit no leaf (:mod:`bailclio.taxonomy.placement`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bailclio import __version__, rundir
+from bailclio import __version__, fitting, rundir
 from bailclio.components import (
     HDBSCANClusterer,
     KeyphraseNamer,
@@ -45,45 +44,33 @@ from bailclio.components import (
 )
 from bailclio.config import Config
 from bailclio.errors import UserError
+from bailclio.fitting import OUTLIER_NAME, PRECOMPUTED, Timer
 from bailclio.ingest import Ingested, read_data
 from bailclio.provenance import numeric_settings, package_versions
 from bailclio.stability import node_stability, refit_function
 from bailclio.stages import (
     Clusterer,
     Embedder,
-    Hierarchy,
     HierarchyBuilder,
     Namer,
     NamingContext,
     Reducer,
     describe_stage,
 )
-from bailclio.taxonomy.model import FORMAT_VERSION, Node, Taxonomy, node_id
+from bailclio.taxonomy.assign_output import placement_frame
+from bailclio.taxonomy.model import FORMAT_VERSION, Taxonomy
+from bailclio.taxonomy.placement import (
+    DEFAULT_K,
+    DEFAULT_QUANTILE,
+    Calibration,
+    Placement,
+    Reference,
+    calibrate,
+    place,
+    reference,
+)
 
 log = logging.getLogger("bailclio")
-
-OUTLIER_NAME = "Unclustered (HDBSCAN noise)"
-PRECOMPUTED = "precomputed"
-
-
-class Timer:
-    """Per-stage wall times for the manifest; announces each stage, and its time when done, on
-    the ``bailclio`` logger."""
-
-    def __init__(self, verbose: bool = True) -> None:
-        self.timings: dict[str, float] = {}
-        self.verbose = verbose
-
-    def stage(self, name: str, fn: Callable[[], Any], announce: bool = True) -> Any:
-        t0 = time.perf_counter()
-        if self.verbose and announce:
-            log.info(f"[bailclio] {name} ...")
-        result = fn()
-        seconds = time.perf_counter() - t0
-        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
-        if self.verbose and announce:
-            log.info(f"[bailclio] {name} done in {seconds:.1f} s")
-        return result
 
 
 class Taxonomer:
@@ -163,7 +150,7 @@ class Taxonomer:
         )
         vectors = None
         if embeddings is not None:
-            vectors = _rows_of(ing, np.asarray(embeddings), "embeddings")
+            vectors = fitting.rows_of(ing, np.asarray(embeddings), "embeddings")
         info = {"source": "memory", "rows": ing.rows_read, "shape": ing.shape, "text_source": ing.text_source}
         return self.fit_ingested(ing, input_info=info, embeddings=vectors)
 
@@ -265,56 +252,34 @@ class Taxonomer:
         from bailclio.naming import name_levels
 
         cfg = self.config
-        # Exact duplicates are clustered once.
-        unique_index: dict[str, int] = {}
-        row_to_unique = np.empty(len(cluster_texts), dtype=np.int64)
-        for i, t in enumerate(cluster_texts):
-            row_to_unique[i] = unique_index.setdefault(t, len(unique_index))
-        texts = list(unique_index)
-        ids = frame["conversation_id"].to_list()
-        first_row_of_unique = np.full(len(texts), -1, dtype=np.int64)
-        for r in range(len(ids) - 1, -1, -1):
-            first_row_of_unique[row_to_unique[r]] = r
-
+        d = fitting.distinct_texts(cluster_texts)  # exact duplicates are clustered once
+        texts, ids = d.texts, frame["conversation_id"].to_list()
         if row_vectors is None:
             vectors, embed_stats = timer.stage(
                 "embed", lambda: self.embedder.embed(texts, progress=self.progress)
             )
-        else:  # the first row of each distinct text gives its vector
-            vectors = np.ascontiguousarray(row_vectors[first_row_of_unique], dtype=np.float32)
-            embed_stats = {
-                "model": PRECOMPUTED,
-                "model_key": PRECOMPUTED,
-                "texts": len(texts),
-                "cache_hits": 0,
-                "computed": 0,
-                "dim": int(vectors.shape[1]),
-                "seconds": 0.0,
-            }
+        else:
+            vectors, embed_stats = fitting.precomputed_vectors(row_vectors, d)
         space, xy, reduce_info = timer.stage("reduce", lambda: self.reducer.reduce(vectors, cfg.seed))
         clustering = timer.stage("cluster", lambda: self.clusterer.cluster(space))
-        leaf_of_unique = clustering.labels.copy()
-        if (leaf_of_unique < 0).any():  # outliers kept apart: one extra leaf holds them
-            leaf_of_unique[leaf_of_unique < 0] = leaf_of_unique.max() + 1
+        leaf_of_unique, outlier_leaf = fitting.leaves_with_noise(clustering.labels)
         builder = self.hierarchy_builder
-        hier = timer.stage("hierarchy", lambda: build_tree(builder, space, leaf_of_unique, vectors))
-        depth = hier.depth
-        groups_of_unique = hier.groups(leaf_of_unique)  # top first, leaves last
+        hier = timer.stage("hierarchy", lambda: fitting.build_tree(builder, space, leaf_of_unique, vectors))
+        groups = hier.groups(leaf_of_unique)  # top first, leaves last
         embed = None if row_vectors is not None else (lambda t: self.embedder.embed(t, progress=False)[0])
         levels = timer.stage(
             "names",
             lambda: name_levels(
-                texts, space, groups_of_unique, clustering.is_outlier, cfg, vectors=vectors, embed=embed
+                texts, space, groups, clustering.is_outlier, cfg, vectors=vectors, embed=embed
             ),
         )
-        outlier_leaf = int(clustering.labels.max()) + 1 if (clustering.labels < 0).any() else None
-        fixed = {} if outlier_leaf is None else {(depth - 1, outlier_leaf): OUTLIER_NAME}
+        fixed = {} if outlier_leaf is None else {(hier.depth - 1, outlier_leaf): OUTLIER_NAME}
         ctx = NamingContext(
             texts=texts,
             space=space,
             leaf_labels=leaf_of_unique,
             hierarchy=hier,
-            groups=groups_of_unique,
+            groups=groups,
             is_outlier=clustering.is_outlier,
             keyphrases=levels,
             fixed=fixed,
@@ -327,12 +292,11 @@ class Taxonomer:
             lambda: namer.name(ctx),
             announce=hasattr(namer, "stage_name"),
         )
-
         if naming.hierarchy is not None:  # the namer rebuilt the levels above the leaves
-            hier = _checked_tree(naming.hierarchy, hier)
-            groups_of_unique = hier.groups(leaf_of_unique)
+            hier = fitting.checked_tree(naming.hierarchy, hier)
+            groups = hier.groups(leaf_of_unique)
             levels = name_levels(
-                texts, space, groups_of_unique, clustering.is_outlier, cfg, vectors=vectors, embed=embed
+                texts, space, groups, clustering.is_outlier, cfg, vectors=vectors, embed=embed
             )
             named_sizes = [len(lvl) for lvl in naming.levels]
             if named_sizes != hier.sizes:
@@ -341,83 +305,34 @@ class Taxonomer:
         refit = refit_function(space, vectors, self.clusterer, self.hierarchy_builder, hier.sizes)
         n_refits = cfg.cluster.stability_refits
         stable = timer.stage(
-            "stability", lambda: node_stability(groups_of_unique, refit, refits=n_refits, seed=cfg.seed)
+            "stability", lambda: node_stability(groups, refit, refits=n_refits, seed=cfg.seed)
         )
-        # Per-row arrays.
-        row_groups = [g[row_to_unique] for g in groups_of_unique]
-        outlier_r = clustering.is_outlier[row_to_unique]
-        n_rows = len(ids)
-        nodes: list[Node] = []
-        for level, info in enumerate(levels):
-            sizes = np.bincount(row_groups[level], minlength=max(info) + 1)
-            for g in sorted(info):
-                meta = info[g]
-                size = int(sizes[g])
-                extra: dict[str, Any] = {"share": round(size / n_rows, 6)}
-                if stable is not None and n_refits:
-                    extra["stability"] = round(float(stable[level][g]), 3)
-                if level == depth - 1 and outlier_leaf is not None and g == outlier_leaf:
-                    extra["is_outlier_node"] = True
-                named = naming.levels[level][g]
-                if named.source is not None:
-                    extra["name_source"] = named.source
-                if named.source == "llm":  # the keyphrase words stay on record beside the name
-                    extra["keyphrase_name"] = meta["name"]
-                    extra["keyphrase_description"] = meta["describe"](size)
-                if named.error:
-                    extra["name_error"] = named.error
-                extra.update(named.extra)
-                parent = None if level == 0 else node_id(level - 1, int(hier.parents[level - 1][g]), depth)
-                nodes.append(
-                    Node(
-                        id=node_id(level, g, depth),
-                        parent_id=parent,
-                        level=level,
-                        name=named.name,
-                        description=named.description or meta["describe"](size),
-                        size=size,
-                        keywords=meta["keywords"],
-                        exemplar_ids=[str(ids[first_row_of_unique[i]]) for i in meta["exemplars"]],
-                        extra=extra,
-                    )
-                )
-        hierarchy_label = getattr(self.hierarchy_builder, "label", type(self.hierarchy_builder).__name__)
-        tax_meta: dict[str, Any] = {"naming": "keyphrases", "hierarchy": hierarchy_label}
-        named_meta = dict(naming.meta)
-        note = named_meta.pop("hierarchy_note", None)
-        tax_meta.update(named_meta)
-        if note:
-            tax_meta["hierarchy"] = f"{hierarchy_label}, {note}"
-        self.taxonomy_ = Taxonomy(nodes, tax_meta)
-
-        ids_per_level = [[node_id(level, int(v), depth) for v in g] for level, g in enumerate(row_groups)]
-        columns: dict[str, Any] = {
-            "conversation_id": ids,
-            "leaf_id": ids_per_level[-1],
-            "top_id": ids_per_level[0],
-            "path": [list(p) for p in zip(*ids_per_level, strict=True)],
-            "is_outlier": outlier_r.tolist(),
-            "outlier_score": (1.0 - clustering.probabilities[row_to_unique]).astype(np.float32),
-            "x": xy[row_to_unique, 0].astype(np.float32),
-            "y": xy[row_to_unique, 1].astype(np.float32),
-        }
-        self.assignments_ = pl.DataFrame(columns)
+        row = d.row_to_unique
+        row_groups = [g[row] for g in groups]
+        outlier_r = clustering.is_outlier[row]
+        nodes = fitting.taxonomy_nodes(
+            levels, naming, hier, row_groups, ids, d.first_row, outlier_leaf, stable if n_refits else None
+        )
+        label = getattr(self.hierarchy_builder, "label", type(self.hierarchy_builder).__name__)
+        self.taxonomy_ = Taxonomy(nodes, fitting.taxonomy_meta(label, naming))
+        score = 1.0 - clustering.probabilities[row]
+        self.assignments_ = fitting.assignments_table(ids, row_groups, outlier_r, score, xy[row])
         self.conversations_ = frame
-        self.embeddings_ = vectors[row_to_unique]
-        self.space_ = space[row_to_unique]
+        self.embeddings_ = vectors[row]
+        self.space_ = space[row]
         self._embed_stats = embed_stats
         self._resolved = {
             "reduce": reduce_info,
             "cluster": clustering.params,
-            "hierarchy": {"depth": depth, "sizes": hier.sizes, **hier.info},
+            "hierarchy": {"depth": hier.depth, "sizes": hier.sizes, **hier.info},
         }
         self._counts = {
-            "accepted": n_rows,
+            "accepted": len(ids),
             "unique_texts": len(texts),
-            "duplicates_collapsed": n_rows - len(texts),
+            "duplicates_collapsed": len(ids) - len(texts),
             "clustered": int((~outlier_r).sum()),
             "outliers": int(outlier_r.sum()),
-            "levels": depth,
+            "levels": hier.depth,
             "nodes_per_level": [len(lvl) for lvl in levels],
             "leaves": len(levels[-1]),
             "intermediate": sum(len(lvl) for lvl in levels[1:-1]),
@@ -472,19 +387,7 @@ class Taxonomer:
         """A fitted Taxonomer from a run directory (``curation.json`` applied unless ``curated``
         is false); ``stages`` replace the defaults built from the run's config, e.g. the
         ``embedder`` that made its vectors when it was not a sentence-transformers model."""
-        run = rundir.load_run(path, curated=curated)
-        try:
-            cfg = Config.model_validate(run.manifest.get("config") or {})
-        except Exception:  # a run written by another version: its embedding settings still count
-            cfg = Config()
-        tx = cls(cfg, **stages)
-        tx.taxonomy_ = run.taxonomy
-        tx.assignments_ = run.assignments
-        tx.conversations_ = run.conversations
-        tx.manifest_ = run.manifest
-        tx.path_ = run.path
-        tx._run = run
-        return tx
+        return cls.from_run(rundir.load_run(path, curated=curated), **stages)
 
     @property
     def run_(self) -> rundir.Run:
@@ -504,81 +407,92 @@ class Taxonomer:
         return run
 
     # -------------------------------------------------------------------------------- transform
+    @classmethod
+    def from_run(cls, run: rundir.Run, **stages: Any) -> Taxonomer:
+        """A fitted Taxonomer holding a loaded run (see :meth:`load`)."""
+        try:
+            cfg = Config.model_validate(run.manifest.get("config") or {})
+        except Exception:  # a run written by another version: its embedding settings still count
+            cfg = Config()
+        tx = cls(cfg, **stages)
+        tx.taxonomy_ = run.taxonomy
+        tx.assignments_ = run.assignments
+        tx.conversations_ = run.conversations
+        tx.manifest_ = run.manifest
+        tx.path_ = run.path
+        tx._run = run
+        return tx
+
+    def embed_new(self, texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        """New texts embedded by this Taxonomer's embedder, checked to be the fitted run's model."""
+        run_key = (self.manifest_.get("embedding") or {}).get("model_key")
+        if run_key == PRECOMPUTED:
+            raise UserError("this taxonomy was fitted on precomputed vectors: pass embeddings= for new rows")
+        X, stats = self.embedder.embed(texts, progress=self.progress)
+        if run_key and stats.get("model_key") != run_key:
+            raise UserError(
+                f"the embedder gives vectors of '{stats.get('model_key')}' but the taxonomy was built "
+                f"on '{run_key}'; load it with the embedder that built it"
+            )
+        return X, stats
+
+    def placement_reference(self) -> Reference:
+        """The fitted rows as placement needs them (computed once)."""
+        run = self.run_
+        ref = getattr(self, "_reference", None)
+        if ref is None or ref.run is not run:
+            ref = reference(run, vectors=self.embeddings_)
+            self._reference = ref
+            self._calibrations: dict[tuple[int, float], Calibration] = {}
+        return ref
+
+    def calibration(self, k: int = DEFAULT_K, quantile: float = DEFAULT_QUANTILE) -> Calibration:
+        """The abstention threshold for ``k`` neighbours at ``quantile`` (computed once)."""
+        ref = self.placement_reference()
+        if (k, quantile) not in self._calibrations:
+            self._calibrations[(k, quantile)] = calibrate(ref, k, quantile)
+        return self._calibrations[(k, quantile)]
+
+    def place(
+        self,
+        vectors: np.ndarray,
+        *,
+        method: str = "knn",
+        k: int = DEFAULT_K,
+        quantile: float = DEFAULT_QUANTILE,
+        exclude_identical: bool = False,
+    ) -> Placement:
+        """Place rows given as vectors of the fitted run's embedding model: the one placement of
+        bailclio (:mod:`bailclio.taxonomy.placement`; ``transform``, ``assign`` and ``diff`` call it)."""
+        cal, ref = self.calibration(k, quantile), self.placement_reference()
+        return place(
+            ref, np.asarray(vectors), method=method, k=k, calibration=cal, exclude_identical=exclude_identical
+        )
+
     def transform(
         self,
         data: Any,
         *,
         embeddings: np.ndarray | None = None,
         method: str = "knn",
-        k: int = 10,
-        quantile: float = 0.95,
+        k: int = DEFAULT_K,
+        quantile: float = DEFAULT_QUANTILE,
         text_column: str | None = None,
         id_column: str | None = None,
     ) -> pl.DataFrame:
         """Place new rows in the fitted taxonomy (what ``bailclio assign`` does): one row per
-        accepted input row with ``leaf_id`` (null when farther than the calibrated threshold),
-        ``top_id``, ``path``, ``x``, ``y``, ``distance``, ``confidence`` and the names; rows
-        rejected by the checks are in ``transform_rejects_``."""
-        from bailclio.taxonomy.assign import place_rows, reference
-
-        run = self.run_
+        accepted input row with ``leaf_id`` (null when the row fits no leaf: farther from the run
+        than the calibrated distance), ``top_id``, ``path``, ``x``, ``y``, ``distance``,
+        ``confidence`` and the names; rows rejected by the checks are in ``transform_rejects_``."""
         ing = read_data(
             data,
             text_column=text_column or self.config.input.text_column,
             id_column=id_column or self.config.input.id_column,
             max_chars=self.config.input.max_chars,
         )
-        run_key = (run.manifest.get("embedding") or {}).get("model_key")
         if embeddings is not None:
-            X = _rows_of(ing, np.asarray(embeddings), "embeddings").astype(np.float32)
-        elif run_key == PRECOMPUTED:
-            raise UserError("this taxonomy was fitted on precomputed vectors: pass embeddings= for new rows")
+            X = fitting.rows_of(ing, np.asarray(embeddings), "embeddings").astype(np.float32)
         else:
-            X, stats = self.embedder.embed(ing.frame["text"].to_list(), progress=self.progress)
-            if run_key and stats.get("model_key") != run_key:
-                raise UserError(
-                    f"the embedder gives vectors of '{stats.get('model_key')}' but the taxonomy was built "
-                    f"on '{run_key}'; load it with the embedder that built it"
-                )
-        ref = reference(run, vectors=None if self.embeddings_ is None else self.embeddings_)
+            X, _ = self.embed_new(ing.frame["text"].to_list())
         self.transform_rejects_ = list(ing.rejects)
-        return place_rows(run, ref, ing.frame, X, method=method, k=k, quantile=quantile)
-
-
-def _checked_tree(new: Any, old: Any) -> Any:
-    """A namer's rebuilt hierarchy, if it is one: same leaves and depth, every node of a level
-    under exactly one node of the level above, the levels numbered 0.. without gaps."""
-    if new.depth != old.depth or len(new.parents[-1]) != len(old.parents[-1]):
-        raise ValueError(f"namer: a hierarchy of sizes {new.sizes} for the structural {old.sizes}")
-    for d, p in enumerate(new.parents):
-        n_up = int(p.max()) + 1 if len(p) else 0
-        if len(p) == 0 or p.min() < 0 or set(np.unique(p).tolist()) != set(range(n_up)):
-            raise ValueError(f"namer: level {d} of the rebuilt hierarchy has empty or negative nodes")
-        if d > 0 and len(new.parents[d - 1]) != n_up:
-            raise ValueError(f"namer: level {d} has {len(new.parents[d - 1])} nodes but {n_up} are parents")
-    return new
-
-
-def build_tree(
-    builder: HierarchyBuilder, space: np.ndarray, leaves: np.ndarray, vectors: np.ndarray
-) -> Hierarchy:
-    """``builder.build(space, leaves)``, with the embeddings as ``vectors=`` where it takes them."""
-    import inspect
-
-    try:
-        takes_vectors = "vectors" in inspect.signature(builder.build).parameters
-    except (TypeError, ValueError):
-        takes_vectors = False
-    if takes_vectors:
-        return builder.build(space, leaves, vectors=vectors)
-    return builder.build(space, leaves)
-
-
-def _rows_of(ing: Ingested, vectors: np.ndarray, what: str) -> np.ndarray:
-    """The rows of ``vectors`` (one per input row) that belong to the accepted rows."""
-    if vectors.ndim != 2:
-        raise UserError(f"{what}: expected a 2-D array (rows x dimensions), got shape {vectors.shape}")
-    if vectors.shape[0] != ing.rows_read:
-        raise UserError(f"{what}: {vectors.shape[0]} vectors for {ing.rows_read} input rows")
-    rows = ing.frame["source_line"].to_numpy() - 1
-    return vectors[rows]
+        return placement_frame(self.run_, ing.frame, self.place(X, method=method, k=k, quantile=quantile))

@@ -3,7 +3,7 @@
 Two taxonomies clustered independently never cut the data the same way, even on the same rows
 with another seed, so comparing each run's own node shares mistakes the partition moving for
 change. ``diff A B`` therefore compares both sides on **A's taxonomy**: A's rows and B's rows are
-placed in it by the same placement (:func:`bailclio.taxonomy.assign.place`, the code of ``assign``,
+placed in it by the same placement (:meth:`bailclio.Taxonomer.place`, the placement of ``assign``,
 each row placed as if new: a reference row identical to it is left out), and for every node of the
 chosen level (plus ``(unassigned)``, rows beyond the calibrated distance) the result gives both
 shares with 95% Wilson intervals, the change (B - A) with its 95% Newcombe interval, a
@@ -38,7 +38,9 @@ import polars as pl
 
 from bailclio.errors import UserError
 from bailclio.stats import benjamini_hochberg, k_by_2_test, wilson_interval
+from bailclio.taxonomer import Taxonomer
 from bailclio.taxonomy.matching import DEFAULT_THRESHOLD, match_nodes, node_similarity, run_vectors
+from bailclio.taxonomy.placement import DEFAULT_K, DEFAULT_QUANTILE
 
 if TYPE_CHECKING:
     from bailclio.rundir import Run
@@ -175,7 +177,7 @@ class Side:
 def load_side(path: str | Path | Run, level: int, *, curated: bool = True) -> Side:
     """A run directory, a loaded run or an assign output file, checked at ``level``."""
     from bailclio.rundir import Run, load_run
-    from bailclio.taxonomy.assign import read_output_run
+    from bailclio.taxonomy.assign_output import read_output_run
 
     if isinstance(path, Run):
         side = Side(str(path.path), path, path.assignments["leaf_id"].to_list())
@@ -224,8 +226,6 @@ def _model_key(run: Run) -> str | None:
 
 def place_sides(a: Side, b: Side) -> tuple[list[str | None], list[str | None], dict[str, Any]] | None:
     """Both sides' leaves in A's taxonomy (None where B's rows cannot be placed in it)."""
-    from bailclio.taxonomy.assign import DEFAULT_K, DEFAULT_QUANTILE, calibrate, place, reference, transform
-
     if b.is_assign_file and not _same_run(b.run, a.run):
         return None
     if not b.is_assign_file and _model_key(a.run) != _model_key(b.run):
@@ -233,23 +233,26 @@ def place_sides(a: Side, b: Side) -> tuple[list[str | None], list[str | None], d
             f"{a.run.path} and {b.run.path} were embedded with different models "
             f"('{_model_key(a.run)}' and '{_model_key(b.run)}'); their rows cannot share one taxonomy"
         )
-    ref = reference(a.run, vectors=_vectors(a) if not a.is_assign_file else None)
-    threshold = calibrate(ref, "knn", DEFAULT_K, DEFAULT_QUANTILE)
+    tx = Taxonomer.from_run(a.run, progress=False)
+    if not a.is_assign_file:
+        tx.embeddings_ = _vectors(a)
 
     def placed(side: Side) -> list[str | None]:
         if side.is_assign_file:  # already placed in this run's taxonomy by assign
             return side.leaves
-        Q = transform(ref, _vectors(side))
-        return place(ref, Q, k=DEFAULT_K, threshold=threshold, exclude_identical=True).leaf_ids
+        return tx.place(_vectors(side), exclude_identical=True).leaf_ids
 
+    leaves_a, leaves_b = placed(a), placed(b)
+    cal = tx.calibration()
     info = {
         "taxonomy": str(a.run.path),
         "method": "knn",
         "k": DEFAULT_K,
         "quantile": DEFAULT_QUANTILE,
-        "distance_threshold": threshold,
+        "distance_threshold": cal.threshold,
+        "expected_placed": cal.expected_placed,
     }
-    return placed(a), placed(b), info
+    return leaves_a, leaves_b, info
 
 
 def node_changes(

@@ -27,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Embed NEW_INPUT with the run's embedding model and place each row in the run's "
             "taxonomy by a similarity-weighted vote of its k nearest run rows (or the nearest leaf "
-            "centroid). Rows farther from the run than the calibrated distance threshold are left "
-            "unassigned rather than forced into a leaf. With --llm, an LLM picks each row's leaf "
-            "from a shortlist of the leaves the embedding placement proposes (names and "
-            "descriptions), or says none; a failed call keeps the embedding placement."
+            "centroid). Rows that fit no leaf are left unassigned rather than forced into one: those "
+            "whose mean cosine distance to their k nearest run rows is beyond the Q-quantile of the "
+            "same distance for the run's own rows (so about Q of rows like the run's are placed, "
+            "while off-topic text is refused); the summary gives both rates. With --llm, an LLM "
+            "picks each row's leaf from a shortlist of the leaves the embedding placement proposes "
+            "(names and descriptions), or says none; a failed call keeps the embedding placement."
         ),
     )
     p.add_argument("rundir")
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.95,
         metavar="Q",
-        help="unassigned beyond the Q-quantile of the run's own distances (default 0.95; 1 = never)",
+        help="unassigned beyond the Q-quantile of the run's own kNN distances (default 0.95; 1 = never)",
     )
     p.add_argument("--method", choices=("knn", "centroid"), default="knn", help="placement (default knn)")
     p.add_argument("-k", "--neighbors", type=int, default=10, help="neighbours for knn (default 10)")
@@ -71,7 +73,8 @@ def llm_config(args: argparse.Namespace):
 def main(args: argparse.Namespace) -> int:
     from bailclio.outputs import check_output_file
     from bailclio.rundir import load_run
-    from bailclio.taxonomy.assign import assign_input, default_out, print_summary, write_output
+    from bailclio.taxonomy.assign import assign_input
+    from bailclio.taxonomy.assign_output import default_out, print_summary, write_output
 
     if args.neighbors < 1:
         raise UserError("--neighbors must be at least 1")

@@ -115,11 +115,13 @@ def test_diff_reads_an_assign_csv_written_anywhere(
 def test_a_one_row_run_has_a_finite_threshold_and_says_so(
     small_run: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bailclio.taxonomy.assign import UNCALIBRATED_THRESHOLD, calibrate, reference
+    from bailclio.taxonomy.placement import UNCALIBRATED_THRESHOLD, calibrate, reference
 
     run = load_run(small_run)
     ref = reference(run)
-    one = type(ref)(**{**ref.__dict__, "vectors": ref.vectors[:1], "leaf_index": ref.leaf_index[:1]})
-    assert calibrate(one, "knn", 10, 0.95) == UNCALIBRATED_THRESHOLD
+    one = type(ref)(**{**ref.__dict__, "raw": ref.raw[:1], "leaf_index": ref.leaf_index[:1]})
+    assert calibrate(one, 10, 0.95).threshold == UNCALIBRATED_THRESHOLD
     assert "cannot be calibrated" in caplog.text
-    assert np.isfinite(calibrate(ref, "knn", 10, 0.95)) and calibrate(ref, "knn", 10, 1.0) == float("inf")
+    assert np.isfinite(calibrate(ref, 10, 0.95).threshold) and calibrate(ref, 10, 1.0).threshold == float(
+        "inf"
+    )

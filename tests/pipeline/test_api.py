@@ -153,3 +153,34 @@ def test_a_loaded_run_keeps_its_taxonomy(small_run: Path) -> None:
     assert isinstance(tx.taxonomy_, Taxonomy)
     assert tx.config.embedding.model == Config().embedding.model
     assert tx.path_ == small_run
+
+
+class CountingEmbedder:
+    """The default embedder, counting the texts it is asked for (a caller's own embedder)."""
+
+    def __init__(self) -> None:
+        from bailclio.components import SentenceTransformerEmbedder
+
+        self.inner = SentenceTransformerEmbedder()
+        self.texts = 0
+
+    def embed(self, texts: list[str], *, progress: bool = True):
+        self.texts += len(texts)
+        return self.inner.embed(texts, progress=progress)
+
+
+def test_a_custom_taxonomer_is_sampled_and_places_the_rest_with_its_own_embedder(
+    bailbench_sample: Path, tmp_path: Path
+) -> None:
+    from bailclio.pipeline import run
+
+    cfg = Config()
+    cfg.scale.fit_sample = 120
+    embedder = CountingEmbedder()
+    result = run(
+        bailbench_sample, tmp_path / "run", cfg, progress=False, taxonomer=Taxonomer(cfg, embedder=embedder)
+    )
+    counts = result.manifest["counts"]
+    assert counts["fitted"] == 120 and counts["placed"] == counts["accepted"] - 120
+    assert embedder.texts >= counts["accepted"]  # the sample to fit, then every placed row
+    assert load_run(tmp_path / "run").assignments["fitted"].sum() == 120

@@ -79,6 +79,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "bailclio.taxonomy.*",
             "bailclio.taxonomer",
+            "bailclio.fitting",
             "bailclio.pipeline",
             "bailclio.placer",
             "bailclio.scale",

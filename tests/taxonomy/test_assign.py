@@ -1,10 +1,13 @@
-"""``bailclio assign``: placing new rows in an existing run's taxonomy with real embeddings."""
+"""``bailclio assign``: placing new rows in an existing run's taxonomy with real embeddings, and
+refusing rows that fit none of its leaves."""
 
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import statistics
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,8 +15,9 @@ from support.small_runs import build_runs  # noqa: E402
 
 from bailclio.cli import main
 from bailclio.rundir import load_run
-from bailclio.taxonomy.assign import read_output_run
+from bailclio.taxonomy.assign_output import read_output_run
 
+ROOT = Path(__file__).resolve().parents[2]
 OFF_TOPIC = [
     (
         "code",
@@ -133,3 +137,21 @@ def test_a_run_without_embeddings_is_refused(assigned, runs, tmp_path, capsys):
     assert main(["assign", str(broken), str(assigned["new"]), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "embeddings.npy is missing" in err
+
+
+def test_everyday_requests_are_refused_while_held_out_rows_are_placed(assigned, runs, tmp_path, capsys):
+    """The threshold is calibrated on the run's own rows only; everyday requests to an assistant
+    (data/neutral_requests.csv: trivia, puzzles, coding and writing help, recipes, travel) are far
+    from every bail situation and most are refused, while held-out BailBench rows are placed. The
+    summary reports the abstention rate and the calibration's expected placement rate."""
+    out = tmp_path / "neutral.parquet"
+    neutral = ROOT / "data" / "neutral_requests.csv"
+    assert main(["assign", str(runs["full"]), str(neutral), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    frame = pl.read_parquet(out)
+    refused = frame["unassigned"].mean()
+    held = pl.read_parquet(assigned["out"]).filter(~pl.col("conversation_id").str.starts_with("off-"))
+    assert refused >= 0.6 and held["unassigned"].mean() <= 0.2, (refused, held["unassigned"].mean())
+    assert f"abstention rate {100 * refused:.1f}%" in printed
+    expected = re.search(r"calibrated so that ([\d.]+)% of rows like the run's own are placed", printed)
+    assert expected and 90.0 <= float(expected.group(1)) <= 100.0  # the default quantile is 0.95

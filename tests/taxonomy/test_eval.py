@@ -168,3 +168,14 @@ def test_unknown_and_incompatible_run_directories_fail_cleanly(runs, tmp_path, c
     assert main(["eval", str(old), "--truth", "category"]) == 2
     err = capsys.readouterr().err.strip()
     assert "version" in err and len(err.splitlines()) == 1
+
+
+def test_eval_scores_outliers_both_as_their_own_group_and_attached_and_says_which(runs, capsys):
+    assert main(["eval", str(runs["full"]), "--truth", "category"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.split()[:2][1:] == ["category"]]
+    assert {r[2] for r in rows} == {"own", "attached"}
+    assert "own = outliers as one extra cluster" in out and "attached = outliers in their nearest leaf" in out
+    assert main(["eval", str(runs["full"]), "--truth", "category", "--json"]) == 0
+    modes = [r["outliers"] for r in json.loads(capsys.readouterr().out)]
+    assert sorted(set(modes)) == ["attached", "own"] and modes.count("own") == modes.count("attached")
