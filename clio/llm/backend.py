@@ -29,13 +29,26 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from bailclio.errors import LLMUnavailable
 from bailclio.llm.base import ChatRequest, ChatResult, Meter, ServerDown, Transport
 from bailclio.llm.cache import LLMCache
+
+if TYPE_CHECKING:
+    from bailclio.config import LLMConfig
+
+
+def wrapper_settings(cfg: LLMConfig) -> dict[str, Any]:
+    """The wrapper's keyword arguments that ``[llm]`` sets (budget and request defaults)."""
+    return {
+        "max_calls": cfg.max_calls,
+        "max_total_tokens": cfg.max_total_tokens,
+        "default_max_tokens": cfg.max_tokens,
+        "default_temperature": cfg.temperature,
+    }
 
 
 class Backend:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import openai
 
-from bailclio.llm.backend import Backend
+from bailclio.llm.backend import Backend, wrapper_settings
 from bailclio.llm.base import ChatRequest, ChatResult, Meter, ServerDown
 from bailclio.llm.breaker import Breaker
 from bailclio.llm.cache import LLMCache
@@ -274,19 +274,16 @@ def from_config(cfg: LLMConfig, cache: str | Path | None, *, progress: bool = Tr
     assert cfg.model is not None
     return OpenAIBackend(
         cfg.model,
+        cache=cache,
+        progress=progress,
+        **wrapper_settings(cfg),
         base_url=cfg.base_url,
         api_key_env=cfg.api_key_env,
         max_concurrency=cfg.max_concurrency,
         timeout_s=cfg.timeout_s,
         max_retries=cfg.max_retries,
-        max_calls=cfg.max_calls,
-        max_total_tokens=cfg.max_total_tokens,
-        cache=cache,
         structured_output=cfg.structured_output,
         max_tokens_param=cfg.max_tokens_param,
-        default_max_tokens=cfg.max_tokens,
-        default_temperature=cfg.temperature,
-        progress=progress,
         breaker_window=cfg.breaker_window,
         breaker_threshold=cfg.breaker_threshold,
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bailclio.errors import UserError
-from bailclio.llm.backend import Backend
+from bailclio.llm.backend import Backend, wrapper_settings
 from bailclio.llm.base import ChatRequest, ChatResult, Choice, Meter, merge_logprobs
 from bailclio.llm.cache import LLMCache
 
@@ -171,12 +171,9 @@ def from_config(cfg: LLMConfig, cache: str | Path | None, *, progress: bool = Tr
     return VLLMBackend(
         cfg.model,
         cache=cache,
-        max_calls=cfg.max_calls,
-        max_total_tokens=cfg.max_total_tokens,
-        structured_output=cfg.structured_output,
-        default_max_tokens=cfg.max_tokens,
-        default_temperature=cfg.temperature,
         progress=progress,
+        **wrapper_settings(cfg),
+        structured_output=cfg.structured_output,
         engine_kwargs=dict(cfg.vllm_engine) or None,
     )
 
