@@ -234,7 +234,9 @@
   function route() {
     var m = /^#node=(.*)$/.exec(location.hash);
     if (m) {
-      showNode(decodeURIComponent(m[1]));
+      var id = null;
+      try { id = decodeURIComponent(m[1]); } catch (e) { id = null; }  // a malformed address
+      showNode(id);
     } else if (box.value.trim()) {
       search(box.value);
     } else {

@@ -103,6 +103,11 @@ def test_site_opens_from_file_searches_and_keeps_hostile_text_inert(
     box.send_keys("window.pwned")
     assert until(lambda: "Nodes (1)" in detail.text)
 
+    # an address naming no node, or a malformed one, shows the hint
+    for tail in ("#node=nope", "#node=%E0%A4%A"):
+        browser.get((out / "index.html").as_uri() + tail)
+        assert until(lambda: "Pick a node" in browser.find_element(By.ID, "detail").text)
+
     assert browser.execute_script("return window.pwned === undefined")
     assert browser.find_elements(By.CSS_SELECTOR, "img") == []
     assert len(browser.find_elements(By.CSS_SELECTOR, "script")) == 2
