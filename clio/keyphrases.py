@@ -150,13 +150,16 @@ def rank_phrases(
 ) -> dict[int, list[str]]:
     """Up to ``n`` candidate phrases per node, best first by c-TF-IDF with longer phrases
     favoured (a phrase gains half its score per extra word), found in two members or more
-    (one for nodes of one or two members); a phrase inside a better one is left out."""
+    (one for nodes of one or two members, or where no phrase is shared); a phrase inside a
+    better one is left out."""
     ids, vocab, scores, present = ctfidf_phrases(texts, groups, max_words)
     sizes = np.bincount(np.searchsorted(ids, np.asarray(groups)), minlength=len(ids))
     length = np.array([1 + 0.5 * p.count(" ") for p in vocab]) if vocab else np.zeros(0)
     out: dict[int, list[str]] = {}
     for row, g in enumerate(ids):
         need = 2 if sizes[row] > 2 else 1
+        if not (present[row] >= need).any():  # no phrase shared by two members: any member's
+            need = 1
         score = np.where(present[row] >= need, scores[row] * length, 0.0)
         chosen: list[str] = []
         for j in np.argsort(-score, kind="stable"):

@@ -134,3 +134,9 @@ def test_refine_takes_the_option_that_puts_members_back() -> None:
     # node 0's first option sits between the groups and takes node 1's members; its second is its own
     options = {0: np.array([[0.6, 0.8], [1.0, 0.0]]), 1: np.array([[0.0, 1.0]])}
     assert refine(rows, groups, [0, 1], options) == {0: 1, 1: 0}
+
+
+def test_a_node_whose_members_share_no_phrase_is_still_named_from_them() -> None:
+    texts = ["volcano eruption", "glacier melting", "desert storm", "poem about love", "poem about loss", "x"]
+    ranked = rank_phrases(texts, [0, 0, 0, 1, 1, 1])
+    assert ranked[0] and all(any(p in t for t in texts[:3]) for p in ranked[0])
