@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from bailclio.errors import UserError
 from bailclio.ingest import Ingested
@@ -157,30 +156,6 @@ def taxonomy_meta(hierarchy_label: str, naming: Any) -> dict[str, Any]:
     if note:
         meta["hierarchy"] = f"{hierarchy_label}, {note}"
     return meta
-
-
-def assignments_table(
-    ids: list[Any],
-    row_groups: list[np.ndarray],
-    is_outlier: np.ndarray,
-    outlier_score: np.ndarray,
-    xy: np.ndarray,
-) -> pl.DataFrame:
-    """One row per conversation, as ``assignments.parquet`` (per-row arrays)."""
-    depth = len(row_groups)
-    ids_per_level = [[node_id(level, int(v), depth) for v in g] for level, g in enumerate(row_groups)]
-    return pl.DataFrame(
-        {
-            "conversation_id": ids,
-            "leaf_id": ids_per_level[-1],
-            "top_id": ids_per_level[0],
-            "path": [list(p) for p in zip(*ids_per_level, strict=True)],
-            "is_outlier": is_outlier.tolist(),
-            "outlier_score": outlier_score.astype(np.float32),
-            "x": xy[:, 0].astype(np.float32),
-            "y": xy[:, 1].astype(np.float32),
-        }
-    )
 
 
 class Timer:

@@ -87,6 +87,8 @@ def check_output_file(out: str | Path, inputs: Iterable[str | Path] = ()) -> Pat
     """The path a command will write ``out`` to, once it is known to be safe (see the module
     docstring); ``inputs`` are the files and run directories the command reads."""
     shown = Path(out)
+    if shown.exists() and not shown.is_file():  # followed through links: /dev/stdout is a pipe
+        raise UserError(f"{shown}: is {kind_of(shown)}; the output must be a regular file")
     target = atomic.through_link(shown)
     if target.exists() and not target.is_file():
         raise UserError(f"{shown}: is {kind_of(target)}; the output must be a regular file")

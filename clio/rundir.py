@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import polars as pl
 from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.taxonomy.edits import CurationError, apply_edits, check_log, log_document
-from bailclio.taxonomy.model import READABLE_FORMAT_VERSIONS, Taxonomy, TaxonomyError
+from bailclio.taxonomy.model import READABLE_FORMAT_VERSIONS, Taxonomy, TaxonomyError, level_stems
 
 MANIFEST = "manifest.json"
 CONVERSATIONS = "conversations.parquet"
@@ -52,7 +52,8 @@ LLM_CACHE = "llm_cache.sqlite"
 COUNT_KEYS = ("rows_read", "rejected", "accepted")  # what every manifest's "counts" holds
 REQUIRED = (MANIFEST, CONVERSATIONS, ASSIGNMENTS, TAXONOMY)
 # every file a run directory may hold: its own, and what export and assign write into it by default
-RUN_FILES = (*REQUIRED, EMBEDDINGS, SPACE, REJECTS, CURATION)
+SITE = "site"  # `export --format site` writes its pages here by default
+RUN_FILES = (*REQUIRED, EMBEDDINGS, SPACE, REJECTS, CURATION, SITE)
 RUN_OUTPUT_PREFIXES = ("export-", "assign-")
 DETECT_FILES = (DETECTIONS, BAILS, DETECT_SUMMARY, REJECTS, LLM_CACHE, f"{LLM_CACHE}-wal", f"{LLM_CACHE}-shm")
 MAX_MANIFEST_BYTES = 64 << 20
@@ -325,6 +326,47 @@ def prepare_out_dir(out: str | Path, force: bool) -> Path:
     return p
 
 
+def assignments_table(
+    taxonomy: Taxonomy,
+    conversation_ids: Sequence[Any] | pl.Series,
+    leaf_ids: Sequence[str | None],
+    *,
+    is_outlier: Any,
+    x: Any,
+    y: Any,
+    outlier_score: Any = None,
+    level_columns: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> pl.DataFrame:
+    """The assignments table, built one way for the pipeline, the sampled path and ``assign``:
+    ``conversation_id``, ``leaf_id``, ``top_id`` (with ``level_columns``, ``level_<d>_id`` for
+    each level between), ``path`` (root..leaf ids from the taxonomy), ``is_outlier``,
+    ``outlier_score`` (when given), ``x``, ``y``, then ``extra``'s columns in order. A row whose
+    leaf is None (not placed) has no top, levels or path."""
+    paths: dict[str, list[str]] = {}
+    for leaf in set(leaf_ids):
+        if leaf is not None:
+            paths[leaf] = [n.id for n in taxonomy.path(leaf)]
+    row_paths = [None if leaf is None else paths[leaf] for leaf in leaf_ids]
+    cols: dict[str, Any] = {
+        "conversation_id": conversation_ids,
+        "leaf_id": pl.Series(list(leaf_ids), dtype=pl.String),
+        "top_id": pl.Series([None if p is None else p[0] for p in row_paths], dtype=pl.String),
+    }
+    if level_columns:
+        stems = level_stems(taxonomy.depth)
+        for lv in range(1, taxonomy.depth - 1):
+            at = [None if p is None else p[min(lv, len(p) - 1)] for p in row_paths]
+            cols[f"{stems[lv]}_id"] = pl.Series(at, dtype=pl.String)
+    cols["path"] = pl.Series(row_paths, dtype=pl.List(pl.String))
+    cols["is_outlier"] = pl.Series(np.asarray(is_outlier, dtype=bool))
+    if outlier_score is not None:
+        cols["outlier_score"] = pl.Series(np.asarray(outlier_score, dtype=np.float32))
+    cols["x"] = pl.Series(np.asarray(x, dtype=np.float32))
+    cols["y"] = pl.Series(np.asarray(y, dtype=np.float32))
+    return pl.DataFrame({**cols, **(extra or {})})
+
+
 def write_tables(
     out_dir: Path,
     *,
@@ -340,6 +382,60 @@ def write_tables(
     taxonomy.save(out_dir / TAXONOMY)
     np.save(out_dir / EMBEDDINGS, embeddings)
     np.save(out_dir / SPACE, space)
+
+
+class RunStream:
+    """The streaming variant of :func:`write_tables`, for a run written block by block (the
+    sampled path): the conversations from parts already on disk, the vectors into row-addressed
+    arrays, the assignments appended in input order; the manifest last, by :func:`write_manifest`."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._assignments: Any = None  # a pyarrow ParquetWriter once the first block arrives
+
+    def write_conversations(self, parts: list[Path]) -> None:
+        """The conversations table, joined from Parquet parts in input order."""
+        scans = [pl.scan_parquet(p) for p in parts]
+        pl.concat(scans, how="diagonal_relaxed").sink_parquet(self.out_dir / CONVERSATIONS)
+
+    def conversation_ids(self, start: int, n: int) -> pl.Series:
+        """The ids of conversations ``start`` to ``start + n``, read back from the written table."""
+        scan = pl.scan_parquet(self.out_dir / CONVERSATIONS).select("conversation_id")
+        return scan.slice(start, n).collect()["conversation_id"]
+
+    def open_vectors(self, n_rows: int, dim: int, d_space: int) -> tuple[np.ndarray, np.ndarray]:
+        """``embeddings.npy`` and ``space.npy`` as writable arrays on disk, one row per conversation."""
+        emb = np.lib.format.open_memmap(
+            self.out_dir / EMBEDDINGS, mode="w+", dtype=np.float32, shape=(n_rows, dim)
+        )
+        space = np.lib.format.open_memmap(
+            self.out_dir / SPACE, mode="w+", dtype=np.float32, shape=(n_rows, d_space)
+        )
+        return emb, space
+
+    def write_taxonomy(self, taxonomy: Taxonomy) -> None:
+        taxonomy.save(self.out_dir / TAXONOMY)
+
+    def add_assignments(self, block: pl.DataFrame) -> None:
+        """The next rows of the assignments table (built by :func:`assignments_table`)."""
+        import pyarrow.parquet as pq  # heavy; only the sampled path streams its assignments
+
+        arrow = block.to_arrow()
+        if self._assignments is None:
+            self._assignments = pq.ParquetWriter(self.out_dir / ASSIGNMENTS, arrow.schema)
+        schema = self._assignments.schema
+        self._assignments.write_table(arrow.cast(schema) if arrow.schema != schema else arrow)
+
+    def close(self) -> None:
+        if self._assignments is not None:
+            self._assignments.close()
+            self._assignments = None
+
+    def read_assignments(self) -> pl.DataFrame:
+        return pl.read_parquet(self.out_dir / ASSIGNMENTS)
+
+    def read_taxonomy(self) -> Taxonomy:
+        return Taxonomy.load(self.out_dir / TAXONOMY)
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:

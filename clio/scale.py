@@ -317,10 +317,10 @@ def run_sampled(
     }
     shutil.rmtree(work)
     rundir.write_manifest(out_dir, manifest)
-    assignments = pl.read_parquet(out_dir / rundir.ASSIGNMENTS)
-    from bailclio.taxonomy.model import Taxonomy
+    stream = rundir.RunStream(out_dir)
+    assignments = stream.read_assignments()
 
-    return out_dir, manifest, Taxonomy.load(out_dir / rundir.TAXONOMY), assignments
+    return out_dir, manifest, stream.read_taxonomy(), assignments
 
 
 def _write_run(out_dir: Path, work: Path, fit: _Fit, state: Any, n_rows: int) -> dict[str, Any]:
@@ -330,19 +330,12 @@ def _write_run(out_dir: Path, work: Path, fit: _Fit, state: Any, n_rows: int) ->
     from bailclio.placer import vectors_of
     from bailclio.taxonomy.model import Taxonomy
 
-    conv_parts = sorted((work / "conv").glob("*.parquet"))
-    pl.concat([pl.scan_parquet(p) for p in conv_parts], how="diagonal_relaxed").sink_parquet(
-        out_dir / rundir.CONVERSATIONS
-    )
+    stream = rundir.RunStream(out_dir)
+    stream.write_conversations(sorted((work / "conv").glob("*.parquet")))
 
     # Vectors go straight to their rows; the per-row scalars are gathered, sorted, then written.
     dim, d_space = fit.embeddings.shape[1], fit.space.shape[1]
-    emb = np.lib.format.open_memmap(
-        out_dir / rundir.EMBEDDINGS, mode="w+", dtype=np.float32, shape=(n_rows, dim)
-    )
-    space = np.lib.format.open_memmap(
-        out_dir / rundir.SPACE, mode="w+", dtype=np.float32, shape=(n_rows, d_space)
-    )
+    emb, space = stream.open_vectors(n_rows, dim, d_space)
     scalars = []
     seen = np.zeros(n_rows, dtype=np.int32)
     for p in sorted((work / "placed").rglob("*.parquet")):
@@ -375,38 +368,28 @@ def _write_run(out_dir: Path, work: Path, fit: _Fit, state: Any, n_rows: int) ->
         node.size = sizes.get(node.id, 0)
         node.extra["share"] = round(node.size / max(n_rows, 1), 6)
     tax.meta["fitted_rows"] = int(table["fitted"].sum())
-    tax.save(out_dir / rundir.TAXONOMY)
+    stream.write_taxonomy(tax)
 
-    writer = None
     for start in range(0, n_rows, WRITE_ROWS):
         block = table.slice(start, WRITE_ROWS)
-        leaf = block["leaf"].to_numpy()
-        cols: dict[str, Any] = {
-            "conversation_id": None,  # filled below from conversations, in the same order
-            "leaf_id": pl.Series([leaves[i] for i in leaf], dtype=pl.String),
-            "top_id": pl.Series([paths[i][0] for i in leaf], dtype=pl.String),
-            "path": pl.Series([paths[i] for i in leaf], dtype=pl.List(pl.String)),
-            "is_outlier": block["is_outlier"],
-            "outlier_score": block["outlier_score"].cast(pl.Float32),
-            "x": block["x"].cast(pl.Float32),
-            "y": block["y"].cast(pl.Float32),
-            "fitted": block["fitted"],
-            "distance": block["distance"].cast(pl.Float32).fill_nan(None),
-            "confidence": block["confidence"].cast(pl.Float32).fill_nan(None),
-        }
-        ids = (
-            pl.scan_parquet(out_dir / rundir.CONVERSATIONS)
-            .select("conversation_id")
-            .slice(start, WRITE_ROWS)
-            .collect()["conversation_id"]
+        ids = stream.conversation_ids(start, WRITE_ROWS)
+        stream.add_assignments(
+            rundir.assignments_table(
+                tax,
+                ids,
+                [leaves[i] for i in block["leaf"].to_numpy()],
+                is_outlier=block["is_outlier"].to_numpy(),
+                outlier_score=block["outlier_score"].to_numpy(),
+                x=block["x"].to_numpy(),
+                y=block["y"].to_numpy(),
+                extra={
+                    "fitted": block["fitted"],
+                    "distance": block["distance"].cast(pl.Float32).fill_nan(None),
+                    "confidence": block["confidence"].cast(pl.Float32).fill_nan(None),
+                },
+            )
         )
-        cols["conversation_id"] = ids
-        arrow = pl.DataFrame(cols).to_arrow()
-        if writer is None:
-            writer = pq.ParquetWriter(out_dir / rundir.ASSIGNMENTS, arrow.schema)
-        writer.write_table(arrow.cast(writer.schema) if arrow.schema != writer.schema else arrow)
-    if writer is not None:
-        writer.close()
+    stream.close()
     fitted = table["fitted"].to_numpy()
     outlier = table["is_outlier"].to_numpy()
     return {

@@ -58,7 +58,7 @@ from bailclio.stages import (
     describe_stage,
 )
 from bailclio.taxonomy.assign_output import placement_frame
-from bailclio.taxonomy.model import FORMAT_VERSION, Taxonomy
+from bailclio.taxonomy.model import FORMAT_VERSION, Taxonomy, node_id
 from bailclio.taxonomy.placement import (
     DEFAULT_K,
     DEFAULT_QUANTILE,
@@ -316,7 +316,16 @@ class Taxonomer:
         label = getattr(self.hierarchy_builder, "label", type(self.hierarchy_builder).__name__)
         self.taxonomy_ = Taxonomy(nodes, fitting.taxonomy_meta(label, naming))
         score = 1.0 - clustering.probabilities[row]
-        self.assignments_ = fitting.assignments_table(ids, row_groups, outlier_r, score, xy[row])
+        leaf_ids = [node_id(len(row_groups) - 1, int(v), len(row_groups)) for v in row_groups[-1]]
+        self.assignments_ = rundir.assignments_table(
+            self.taxonomy_,
+            ids,
+            leaf_ids,
+            is_outlier=outlier_r,
+            outlier_score=score,
+            x=xy[row, 0],
+            y=xy[row, 1],
+        )
         self.conversations_ = frame
         self.embeddings_ = vectors[row]
         self.space_ = space[row]

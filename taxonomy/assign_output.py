@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from bailclio import atomic
+from bailclio import atomic, rundir
 from bailclio.errors import UserError
 from bailclio.taxonomy.export import conversation_as_json_text, neutralise_formulas
 from bailclio.taxonomy.model import level_stems
@@ -49,28 +49,25 @@ def placement_frame(
     per_level = {lv: tax.ids_at(lv, p.leaf_ids) for lv in range(depth)}
     names = {nid: n.name for nid, n in tax.by_id.items()}
     cols: dict[str, Any] = {
-        "conversation_id": conv["conversation_id"],
-        "leaf_id": pl.Series(p.leaf_ids, dtype=pl.String),
+        "unassigned": pl.Series(p.unassigned.tolist(), dtype=pl.Boolean),
+        "distance": pl.Series(p.distance, dtype=pl.Float32),
+        "confidence": pl.Series(p.confidence, dtype=pl.Float32),
     }
-    cols["top_id"] = pl.Series(per_level[0], dtype=pl.String)
-    for lv in range(1, depth - 1):  # the levels between: level_1_id, level_2_id, ...
-        cols[f"{stems[lv]}_id"] = pl.Series(per_level[lv], dtype=pl.String)
-    cols["path"] = pl.Series(
-        [None if lf is None else [n.id for n in tax.path(lf)] for lf in p.leaf_ids],
-        dtype=pl.List(pl.String),
-    )
-    cols["is_outlier"] = pl.Series(p.is_outlier.tolist(), dtype=pl.Boolean)
-    cols["x"] = pl.Series(p.xy[:, 0], dtype=pl.Float32)
-    cols["y"] = pl.Series(p.xy[:, 1], dtype=pl.Float32)
-    cols["unassigned"] = pl.Series(p.unassigned.tolist(), dtype=pl.Boolean)
-    cols["distance"] = pl.Series(p.distance, dtype=pl.Float32)
-    cols["confidence"] = pl.Series(p.confidence, dtype=pl.Float32)
     for series in extra_columns or []:
         cols[series.name] = series
     for lv in range(depth):  # top_name, level_<d>_name for each level between, leaf_name
         level_names = [names.get(x) if x else None for x in per_level[lv]]
         cols[f"{stems[lv]}_name"] = pl.Series(level_names, dtype=pl.String)
-    frame = pl.DataFrame(cols)
+    frame = rundir.assignments_table(
+        tax,
+        conv["conversation_id"],
+        p.leaf_ids,
+        is_outlier=p.is_outlier,
+        x=p.xy[:, 0],
+        y=p.xy[:, 1],
+        level_columns=True,
+        extra=cols,
+    )
     extra = conv.drop("conversation_id")
     extra = extra.rename({c: f"input_{c}" for c in extra.columns if c in frame.columns})
     return pl.concat([frame, extra], how="horizontal")

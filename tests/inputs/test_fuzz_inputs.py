@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from bailclio.errors import UserError
 from bailclio.ingest import read_input
+from bailclio.readers import MAX_NESTING
 
 WORDS = st.sampled_from(["help", "me", "write", "a", "story", "about", "cats", "why", "no", "bye", "ok"])
 PLAIN = st.lists(WORDS, min_size=1, max_size=8).map(" ".join)
@@ -187,3 +188,72 @@ def test_run_on_random_files_exits_cleanly_or_says_why_in_one_line(tmp_path_fact
         assert proc.returncode == 2, proc.stderr
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("[bailclio]")]
         assert len(lines) == 1, proc.stderr
+
+
+# --------------------------------------------------------------------------- nesting, huge lines, odd ids
+
+LIMIT = 2048  # a small record limit, so huge lines stay small files
+SCALAR = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=10))
+JSON_VALUE = st.recursive(
+    SCALAR,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=5), kids, max_size=3)
+    ),
+    max_leaves=20,
+)
+ODD_ID = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+    st.just(" "),
+)
+
+
+def deep(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def unique_ids(rows: list[dict]) -> list[dict]:
+    """Odd ids, each at most once (a repeated id stops the read, which the other tests cover)."""
+    seen: set[str] = set()
+    out = []
+    for i, row in enumerate(rows):
+        key = json.dumps(row["id"])
+        out.append(row if key not in seen else {**row, "id": f"u{i}"})
+        seen.add(key)
+    return out
+
+
+@FUZZ
+@given(
+    rows=st.lists(st.fixed_dictionaries({"id": ODD_ID, "text": TEXT, "meta": JSON_VALUE}), max_size=10),
+    depth=st.one_of(st.integers(1, 300), st.sampled_from([MAX_NESTING - 2, MAX_NESTING - 1, MAX_NESTING])),
+    huge=st.sampled_from([0, LIMIT - 200, LIMIT + 1, 4 * LIMIT]),
+    ending=st.sampled_from(["\n", "\r\n", ""]),
+)
+def test_nesting_huge_lines_and_odd_ids_account_for_every_line(tmp_path_factory, rows, depth, huge, ending):
+    rows = unique_ids(rows)
+    lines = [json.dumps(r) for r in rows]
+    lines.append(json.dumps({"id": "deep", "text": "t", "meta": deep(depth)}))
+    if huge:
+        lines.append(json.dumps({"id": "huge", "text": "x" * huge}))
+    path = tmp_path_factory.mktemp("fuzz") / "in.jsonl"
+    path.write_text("\n".join(lines) + ending, encoding="utf-8", errors="surrogatepass")
+    try:
+        ing = read_input(path, max_record_bytes=LIMIT)
+    except UserError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip()
+        return
+    assert ing.rows_read == len(lines)
+    assert ing.frame.height + len(ing.rejects) == len(lines)
+    accepted = set(ing.frame["conversation_id"].to_list())
+    assert ("deep" in accepted) == (depth + 1 <= MAX_NESTING)  # the record itself is one level
+    assert ("huge" in accepted) == (0 < huge < LIMIT - 100)
+    for rej in ing.rejects:
+        assert str(rej["reason"]).strip() and len(str(rej.get("raw") or "")) <= 2000

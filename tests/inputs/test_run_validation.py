@@ -96,3 +96,37 @@ def test_vectors_of_another_size_are_refused(tmp_path: Path, capsys: pytest.Capt
     run = tiny_run(tmp_path / "r")
     np.save(run / rundir.EMBEDDINGS, np.zeros((3, 8), dtype=np.float32))
     fails(["show", str(run)], capsys, rundir.EMBEDDINGS, "3 rows")
+
+
+def test_the_one_assignments_builder_follows_the_taxonomy_and_leaves_unplaced_rows_empty() -> None:
+    from bailclio.taxonomy.model import Node, Taxonomy
+
+    tax = Taxonomy(
+        [
+            Node("T0", None, 0, "a"),
+            Node("M0", "T0", 1, "b"),
+            Node("L0", "M0", 2, "c"),
+            Node("L1", "T0", 1, "d"),  # a leaf above the deepest level
+        ]
+    )
+    table = rundir.assignments_table(
+        tax,
+        ["x", "y", "z"],
+        ["L0", "L1", None],
+        is_outlier=[False, True, False],
+        x=[0.0, 1.0, 2.0],
+        y=[0.0, 1.0, 2.0],
+        level_columns=True,
+        extra={"note": ["p", "q", "r"]},
+    )
+    assert table.columns == ["conversation_id", "leaf_id", "top_id", "level_1_id", "path"] + [
+        "is_outlier",
+        "x",
+        "y",
+        "note",
+    ]
+    assert table["path"].to_list() == [["T0", "M0", "L0"], ["T0", "L1"], None]
+    assert table["top_id"].to_list() == ["T0", "T0", None]
+    assert table["level_1_id"].to_list() == ["M0", "L1", None]
+    placed = table.head(2).drop("level_1_id", "note")
+    rundir.check_paths(placed, tax, Path("assignments.parquet"))  # what loading a run checks
