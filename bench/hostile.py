@@ -140,13 +140,13 @@ def input_cases(d: Path) -> list[Case]:
         jsonl(d / "zw.jsonl", [*good, *({"id": 100 + i, "text": z} for i, z in enumerate(zw))]),
         47,
     )
-    lines = ["id,content"] + [f"{r['id']},{r['text']}" for r in good]
+    lines = ["id,content"] + [f"{r['id']},{r['text'].replace(',', ';')}" for r in good]
     lines[10] = '9,"a stray quote that never closes'
     (d / "quote.csv").write_text("\n".join(lines) + "\n")
     run("stray-quote", d / "quote.csv", 40)
     cols = ",".join(f"c{i}" for i in range(10_000))
     wide = ["id,content," + cols] + [
-        f"{r['id']},{r['text']}," + ",".join("1" for _ in range(10_000)) for r in good
+        f"{r['id']},{r['text'].replace(',', ';')}," + ",".join("1" for _ in range(10_000)) for r in good
     ]
     (d / "wide.csv").write_text("\n".join(wide) + "\n")
     run("10000-columns", d / "wide.csv", 40)
