@@ -48,7 +48,10 @@ def snapshot(paths: list[Path]) -> dict[str, bytes]:
     for p in paths:
         items = [p] if not p.is_dir() else sorted(x for x in p.rglob("*") if x.is_file())
         for x in items:
-            out[str(x)] = x.read_bytes() if x.is_file() and not x.is_symlink() else os.readlink(x).encode()
+            if x.is_symlink():
+                out[str(x)] = os.readlink(x).encode()
+            else:  # a FIFO or device is never read: only that it is still there
+                out[str(x)] = x.read_bytes() if x.is_file() else b"<special file>"
     return out
 
 
