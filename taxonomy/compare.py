@@ -23,10 +23,12 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from bailclio import atomic
 from bailclio.errors import UserError
 from bailclio.stats import benjamini_hochberg, composition_test, k_by_2_test, wilson_interval
 from bailclio.taxonomy.model import level_label
@@ -306,5 +308,7 @@ def plot(result: CompareResult, path: Any) -> None:
     ax.set_title(f"by {result.by}, level {result.level}; * significant (BH q <= {result.alpha})", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic.write_file(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)

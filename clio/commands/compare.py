@@ -44,12 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bailclio.outputs import check_output_file
     from bailclio.rundir import load_run
     from bailclio.taxonomy.compare import compare_groups, format_table, plot
 
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise UserError(f"--plot {args.plot}: give a .png file")
     run = load_run(args.rundir, curated=not args.raw)
+    if args.plot:  # checked before any work: never an input run's own file, a device or a link's
+        check_output_file(args.plot, inputs=[run.path])
     result = compare_groups(run, args.by, args.level, reference=args.reference)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)

@@ -42,9 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bailclio.outputs import check_output_file
     from bailclio.taxonomy.diff import diff_runs
     from bailclio.taxonomy.diff_report import format_table, plot
 
+    if args.plot:  # checked before any work: never an input run's own file, a device or a link's
+        check_output_file(args.plot, inputs=[args.a, args.b])
     result = diff_runs(
         args.a,
         args.b,

@@ -120,6 +120,18 @@ def test_export_over_a_file_of_the_run_is_refused(tmp_path: Path, capsys: pytest
     assert rundir.load_run(run).assignments.height == 8
 
 
+def test_plots_over_a_file_of_the_run_or_a_device_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tiny_run(tmp_path / "r")
+    before = snapshot(run)
+    for out in (run / rundir.TAXONOMY, run / rundir.ASSIGNMENTS):
+        refused(["diff", str(run), str(run), "--plot", str(out)], capsys, "file of the run")
+    refused(["diff", str(run), str(run), "--plot", "/dev/null"], capsys, "/dev/null")
+    assert snapshot(run) == before
+    assert rundir.load_run(run).assignments.height == 8
+
+
 def test_assign_over_the_run_assignments_is_refused_before_embedding(
     tmp_path: Path, csv_input: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
