@@ -105,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bailclio {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a path the file system refuses (unwritable --out, full disk, ...)
-        if exc.filename is None:
-            raise
-        print(f"bailclio {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        if exc.filename is None:  # e.g. a write to an already open file on a full disk
+            print(f"bailclio {args.command}: error: {exc.strerror or exc}", file=sys.stderr)
+        else:
+            print(f"bailclio {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
