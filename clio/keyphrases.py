@@ -30,6 +30,7 @@ for diversity and checked against the members' embeddings.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -58,13 +59,13 @@ VERB_CUES = frozenset(["to", "i", "we", "you", "they"])
 VERB_SHARE = 0.3
 
 
-def _stop_words() -> frozenset[str]:
+@functools.cache
+def stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words and the request words; built on first use, so that
+    ``import bailclio`` does not load scikit-learn."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS) | REQUEST_WORDS
-
-
-STOP_WORDS = _stop_words()
 
 
 def tokens(text: str) -> list[str]:
@@ -96,9 +97,10 @@ def verb_like(texts: Sequence[str]) -> frozenset[str]:
 def phrases(text: str, max_words: int = 3, verbs: frozenset[str] = frozenset()) -> list[str]:
     """The candidate phrases of one text (with repeats); none ends with a word of ``verbs``."""
     toks = tokens(text)
+    stop = stop_words()
     out = []
     for i, first in enumerate(toks):
-        if not first or first in STOP_WORDS:
+        if not first or first in stop:
             continue
         for n in range(1, max_words + 1):
             if i + n > len(toks):
@@ -107,9 +109,9 @@ def phrases(text: str, max_words: int = 3, verbs: frozenset[str] = frozenset()) 
             if not last:
                 break
             inner = toks[i + 1 : i + n - 1]
-            if any(not t or (t in STOP_WORDS and t not in JOINING_WORDS) for t in inner):
+            if any(not t or (t in stop and t not in JOINING_WORDS) for t in inner):
                 break
-            if last not in STOP_WORDS and last not in verbs:
+            if last not in stop and last not in verbs:
                 out.append(" ".join(toks[i : i + n]))
     return out
 
@@ -319,7 +321,7 @@ def refine(
 __all__ = [
     "JOINING_WORDS",
     "REQUEST_WORDS",
-    "STOP_WORDS",
+    "stop_words",
     "centroids",
     "choose_phrases",
     "contrast",

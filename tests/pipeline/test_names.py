@@ -11,13 +11,13 @@ import pytest
 from bailclio.config import Config, EmbeddingConfig
 from bailclio.keyphrases import (
     REQUEST_WORDS,
-    STOP_WORDS,
     mmr,
     name_candidates,
     phrase_name,
     phrases,
     rank_phrases,
     refine,
+    stop_words,
 )
 from bailclio.llmnaming.grounder import reconstruction_accuracy
 from bailclio.naming import name_levels
@@ -71,7 +71,7 @@ def test_no_candidate_phrase_is_request_boilerplate() -> None:
     assert "abuse of power" in found
     for phrase in found:
         words = phrase.split()
-        assert words[0] not in STOP_WORDS and words[-1] not in STOP_WORDS
+        assert words[0] not in stop_words() and words[-1] not in stop_words()
         assert not REQUEST_WORDS & set(words)
 
 
