@@ -186,3 +186,21 @@ def rows_of(ing: Ingested, vectors: np.ndarray, what: str) -> np.ndarray:
         raise UserError(f"{what}: {vectors.shape[0]} vectors for {ing.rows_read} input rows")
     rows = ing.frame["source_line"].to_numpy() - 1
     return vectors[rows]
+
+
+def fit_counts(
+    rows: int, unique_texts: int, is_outlier: np.ndarray, depth: int, levels: list[Any]
+) -> dict[str, Any]:
+    """The manifest's counts of a fit: rows, distinct texts, outliers and nodes per level."""
+    return {
+        "accepted": rows,
+        "unique_texts": unique_texts,
+        "duplicates_collapsed": rows - unique_texts,
+        "clustered": int((~is_outlier).sum()),
+        "outliers": int(is_outlier.sum()),
+        "levels": depth,
+        "nodes_per_level": [len(lvl) for lvl in levels],
+        "leaves": len(levels[-1]),
+        "intermediate": sum(len(lvl) for lvl in levels[1:-1]),
+        "top": len(levels[0]),
+    }

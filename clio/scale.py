@@ -221,10 +221,7 @@ def run_sampled(
     """Fit ``plan``'s sample and place every other row (see the module docstring); returns the
     run directory, its manifest, taxonomy and assignments. ``taxonomer``: a Taxonomer with other
     stages than the defaults, used for the fit and for embedding the placed rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from bailclio.placer import Placer, placed_table, placer_state
+    from bailclio.placer import Placer, placer_state
     from bailclio.rundir import prepare_out_dir
     from bailclio.stream import accepted_chunks
 
@@ -274,23 +271,7 @@ def run_sampled(
             frame = chunk.frame
             if frame.height == 0:
                 continue
-            frame.write_parquet(work / "conv" / f"{part:06d}.parquet")
-            rows = np.arange(chunk.first_row, chunk.first_row + frame.height, dtype=np.int64)
-            fit_rows = np.array([fit.row_of_id.get(c, -1) for c in frame["conversation_id"].to_list()])
-            is_fit = fit_rows >= 0
-            pq.write_table(
-                _fitted_table(fit, rows[is_fit], fit_rows[is_fit]), work / "placed" / f"f{part:06d}.parquet"
-            )
-            todo_rows = rows[~is_fit]
-            todo_texts = frame["text"].filter(pl.Series(~is_fit)).to_list()
-            if placer is not None and len(todo_rows):
-                table = placed_table(todo_rows, placer(todo_texts))
-                table = table.append_column("fitted", pa.array(np.zeros(len(todo_rows), dtype=bool)))
-                pq.write_table(table, work / "placed" / f"p{part:06d}.parquet")
-            elif len(todo_rows):
-                pl.DataFrame({"row": todo_rows, "text": todo_texts}).write_parquet(
-                    work / "todo" / f"{part:06d}.parquet"
-                )
+            _stage_chunk(frame, chunk.first_row, part, fit, placer, work)
             part += 1
             if progress:
                 _log(f"read {stats['rows_read']}/{plan.n_records} rows ({stats['accepted']} accepted)")
@@ -321,6 +302,33 @@ def run_sampled(
     assignments = stream.read_assignments()
 
     return out_dir, manifest, stream.read_taxonomy(), assignments
+
+
+def _stage_chunk(frame: pl.DataFrame, first_row: int, part: int, fit: _Fit, placer: Any, work: Path) -> None:
+    """Write one accepted chunk into the work folder: its rows, the fitted rows' results, and the
+    other rows placed now (local engine) or left to place (Ray)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bailclio.placer import placed_table
+
+    frame.write_parquet(work / "conv" / f"{part:06d}.parquet")
+    rows = np.arange(first_row, first_row + frame.height, dtype=np.int64)
+    fit_rows = np.array([fit.row_of_id.get(c, -1) for c in frame["conversation_id"].to_list()])
+    is_fit = fit_rows >= 0
+    pq.write_table(
+        _fitted_table(fit, rows[is_fit], fit_rows[is_fit]), work / "placed" / f"f{part:06d}.parquet"
+    )
+    todo_rows = rows[~is_fit]
+    todo_texts = frame["text"].filter(pl.Series(~is_fit)).to_list()
+    if placer is not None and len(todo_rows):
+        table = placed_table(todo_rows, placer(todo_texts))
+        table = table.append_column("fitted", pa.array(np.zeros(len(todo_rows), dtype=bool)))
+        pq.write_table(table, work / "placed" / f"p{part:06d}.parquet")
+    elif len(todo_rows):
+        pl.DataFrame({"row": todo_rows, "text": todo_texts}).write_parquet(
+            work / "todo" / f"{part:06d}.parquet"
+        )
 
 
 def _write_run(out_dir: Path, work: Path, fit: _Fit, state: Any, n_rows: int) -> dict[str, Any]:

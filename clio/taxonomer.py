@@ -335,18 +335,7 @@ class Taxonomer:
             "cluster": clustering.params,
             "hierarchy": {"depth": hier.depth, "sizes": hier.sizes, **hier.info},
         }
-        self._counts = {
-            "accepted": len(ids),
-            "unique_texts": len(texts),
-            "duplicates_collapsed": len(ids) - len(texts),
-            "clustered": int((~outlier_r).sum()),
-            "outliers": int(outlier_r.sum()),
-            "levels": hier.depth,
-            "nodes_per_level": [len(lvl) for lvl in levels],
-            "leaves": len(levels[-1]),
-            "intermediate": sum(len(lvl) for lvl in levels[1:-1]),
-            "top": len(levels[0]),
-        }
+        self._counts = fitting.fit_counts(len(ids), len(texts), outlier_r, hier.depth, levels)
 
     # ------------------------------------------------------------------------------ save / load
     def _check_fitted(self) -> None:
