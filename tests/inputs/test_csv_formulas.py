@@ -13,7 +13,7 @@ from support.small_runs import tiny_run
 
 from bailclio.cli import main
 from bailclio.rundir import load_run
-from bailclio.taxonomy.assign import write_output
+from bailclio.taxonomy.assign_output import write_output
 
 HOSTILE = ["=cmd|' /C calc'!A0", "+SUM(1)", "-2+3", '@HYPERLINK("x")', "\tTAB", "\rCR", "plain", "a=b"]
 
