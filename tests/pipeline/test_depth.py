@@ -434,7 +434,9 @@ def test_a_real_five_level_run_works_in_every_reader(real_deep_run: Path, tmp_pa
     capsys.readouterr()
     assert main(["eval", str(real_deep_run), "--truth", "category", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["level"] for r in rows] == [0, 1, 2, 3, 4]
+    for mode in {r["outliers"] for r in rows}:  # eval scores outliers both as their own group and attached
+        assert [r["level"] for r in rows if r["outliers"] == mode] == [0, 1, 2, 3, 4]
+    assert {r["outliers"] for r in rows} == {"own", "attached"}
     assert main(["diff", str(real_deep_run), str(real_deep_run), "--level", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["only_in_a"] == [] == result["only_in_b"]
