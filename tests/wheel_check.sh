@@ -44,6 +44,14 @@ assert "bailclio/explorer/app.py" in names, "bailclio/explorer/app.py missing"
 for asset in ("site.js", "site.css"):
     assert f"bailclio/taxonomy/site_assets/{asset}" in names, f"the static site's {asset} is missing"
 assert not any("scripted_server" in n for n in names), "the scripted test server is in the wheel"
+# every package of the source tree is in the wheel (pyproject lists them one by one)
+import pathlib
+roots = {"clio": "bailclio", "taxonomy": "bailclio/taxonomy", "embeddings": "bailclio/embeddings",
+         "explorer": "bailclio/explorer"}
+for src, dest in roots.items():
+    for init in pathlib.Path(src).rglob("__init__.py"):
+        rel = init.relative_to(src).as_posix()
+        assert f"{dest}/{rel}" in names, f"the package {init.parent} is not in the wheel (pyproject packages)"
 EOF
 
 say "installing it into a fresh venv with taxonomy and embeddings"
