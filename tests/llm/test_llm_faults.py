@@ -11,7 +11,6 @@ degraded one; transient failures (one truncated reply, 429s) are retried and nev
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from support.llm_stage_model import analyst, make_rows, write_rows
 from support.scripted_server import Reply, ScriptedServer
+from support.small_runs import snapshot
 
 from bailclio.cli import main as cli_main
 from bailclio.errors import LLMUnavailable
@@ -33,18 +33,6 @@ MODEL = "scripted-model"
 @pytest.fixture(scope="module")
 def llm_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_rows(tmp_path_factory.mktemp("faults-input") / "bails.jsonl", make_rows(6))
-
-
-def snapshot(run_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
-
-
-@pytest.fixture()
-def good_run(small_run: Path, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
-    """A copy of a complete run at tmp_path/good and its bytes, to check it survives."""
-    dest = tmp_path / "good"
-    shutil.copytree(small_run, dest)
-    return dest, snapshot(dest)
 
 
 def run_cli(

@@ -104,3 +104,8 @@ def tiny_run(out: Path, n: int = 8) -> Path:
     manifest = {"format_version": 2, "counts": counts, "input": {"shape": "text"}, "config": {}}
     rundir.write_manifest(out, manifest)
     return out
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """The bytes of every file directly in ``run_dir``, to check a run survived untouched."""
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
