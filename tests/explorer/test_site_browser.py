@@ -3,19 +3,17 @@ and a node's page, search, and hostile text that stays text."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
+from support.browser import CHROMEDRIVER, CHROMIUM, chromium
 from support.explorer_runs import SCRIPT_ID, SCRIPT_TEXT
 
 from bailclio.cli import main as cli_main
 from bailclio.rundir import load_run
 from bailclio.taxonomy.curation import rename_node
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 HOSTILE_NAME = "</script><script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 
 pytestmark = [
@@ -30,32 +28,8 @@ pytestmark = [
 
 @pytest.fixture
 def browser(tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-        "--window-size=1400,1000",
-    ):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    driver.set_page_load_timeout(60)
-    try:
+    with chromium(tmp_path / "chrome-profile", size=(1400, 1000), console_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(tmp_path / "chrome-profile", ignore_errors=True)
 
 
 def until(fn, timeout: float = 20):
