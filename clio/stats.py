@@ -60,19 +60,35 @@ def k_by_2_test(table: Any, *, seed: int = 0) -> TableTest:
     >>> k_by_2_test([[0, 10], [0, 12]])
     TableTest(p=1.0, method='none')
     """
-    from scipy import stats
-
     t = np.asarray(table, dtype=np.int64)
     if t.ndim != 2 or t.shape[1] != 2 or (t < 0).any():
         raise ValueError(f"expected a k x 2 table of non-negative counts, got shape {t.shape}")
-    t = t[t.sum(axis=1) > 0]
-    if len(t) < 2 or (t.sum(axis=0) == 0).any():
+    return contingency_test(t, seed=seed)
+
+
+def contingency_test(table: Any, *, seed: int = 0) -> TableTest:
+    """Whether the rows of an r x c table of counts differ in how they spread over the columns
+    (e.g. groups x a parent node's children): the test :func:`k_by_2_test` makes, for any number
+    of columns. Empty rows and columns are left out; fewer than two of either: p = 1 ("none").
+
+    >>> contingency_test([[20, 20, 20], [20, 20, 20]]).p
+    1.0
+    >>> contingency_test([[30, 5, 5], [5, 5, 30]]).p < 0.001, contingency_test([[3, 0, 1], [0, 4, 1]]).method
+    (True, 'fisher-monte-carlo')
+    """
+    from scipy import stats
+
+    t = np.asarray(table, dtype=np.int64)
+    if t.ndim != 2 or (t < 0).any():
+        raise ValueError(f"expected a table of non-negative counts, got shape {t.shape}")
+    t = t[t.sum(axis=1) > 0][:, t.sum(axis=0) > 0] if t.size else t
+    if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 2:
         return TableTest(1.0, "none")
     expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / t.sum()
     if expected.min() >= MIN_EXPECTED:
         res = stats.chi2_contingency(t, correction=False)
         return TableTest(float(res.pvalue), "chi-square")
-    if len(t) == 2:
+    if t.shape == (2, 2):
         return TableTest(float(stats.fisher_exact(t).pvalue), "fisher-exact")
     method = stats.MonteCarloMethod(n_resamples=MONTE_CARLO_RESAMPLES, rng=np.random.default_rng(seed))
     return TableTest(float(stats.fisher_exact(t, method=method).pvalue), "fisher-monte-carlo")

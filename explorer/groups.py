@@ -2,7 +2,7 @@
 and :func:`bailclio.taxonomy.compare.compare_groups`'s result as tables for the page.
 
 The numbers are ``compare_groups``'s own (the same as ``bailclio compare RUNDIR --by COLUMN``):
-each node's share of every group's rows with its 95% Wilson interval, the k x 2 test's
+each node's share of every group's rows with its 95% Wilson interval, its test's
 Benjamini-Hochberg q and whether it is significant.
 """
 

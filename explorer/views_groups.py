@@ -45,9 +45,10 @@ def view_groups(ex: D.Explorer) -> None:
     sizes = ", ".join(f"{g}: {result.group_sizes[g]:,}" for g in result.groups)
     st.caption(
         f"Share of each group's rows in the node, with its 95% Wilson interval. A node is marked "
-        f"significant when the groups differ there (chi-square or Fisher test, Benjamini–Hochberg "
-        f"q ≤ {result.alpha:g} across the {len(result.nodes)} nodes): {len(result.significant)} are. "
-        f"Groups (rows): {sizes}."
+        f"significant when the groups differ there (its mix of groups against the mix where they "
+        f"do not differ; Benjamini–Hochberg q ≤ {result.alpha:g}, below the top among the siblings "
+        f"under parents that differ; the same test as `bailclio compare`): "
+        f"{len(result.significant)} of {len(result.nodes)} are. Groups (rows): {sizes}."
     )
     for note in result.notes:
         st.warning(note)

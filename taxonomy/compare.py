@@ -3,14 +3,28 @@ and whether the groups differ there.
 
 For a grouping column (``model``, ``source``, ``bail_method``, ``refused``, ...) and a level of the
 taxonomy, every node gets, per group: ``n`` (the group's rows in the node), ``share`` (``n`` over
-the group's rows) and ``ci95`` (95% Wilson interval of the share). Per node, a test of the k x 2
-table (groups x in/out of the node, :func:`bailclio.stats.k_by_2_test`: chi-square, or Fisher's
-exact test when counts are small) gives ``p``; ``q`` is ``p`` adjusted by Benjamini-Hochberg
-across the level's nodes, and ``significant`` is ``q <= 0.05``. With ``reference="typical"`` each
-node's mix of groups is instead tested against the mix in the nodes where the groups do not
-differ (:func:`typical_reference_tests`), which keeps one group's extra category from flagging
-every other node through dilution. Rows whose value in the column is
-missing belong to no group; how many there were is reported (``missing``), never hidden.
+the group's rows) and ``ci95`` (95% Wilson interval of the share), and a ``p``-value for "the
+groups differ in this node":
+
+* ``reference="typical"`` (default): the node's mix of groups is tested against the mix in the
+  nodes where the groups do not differ (:func:`typical_reference_tests`), which keeps one group's
+  extra category from flagging every other node through dilution.
+* ``reference="all"``: a test of the k x 2 table (groups x in/out of the node,
+  :func:`bailclio.stats.k_by_2_test`: chi-square, or Fisher's exact test when counts are small).
+
+``q`` adjusts ``p`` for the number of nodes tested, and ``significant`` is ``q <= 0.05``:
+
+* At the top level, and with ``testing="flat"`` at any level, by Benjamini-Hochberg across the
+  level's nodes.
+* Below the top with ``testing="hierarchical"`` (default), nodes are tested as families of
+  siblings (:func:`hierarchical_families`): a parent's family is opened only where the groups
+  differ in the parent (its own test, or how the groups spread over its children), and each open
+  family is adjusted by Benjamini-Hochberg at 0.05 x (open parents / parents) (Benjamini and
+  Bogomolov's selective inference on families). Children of a parent that is not opened are not
+  tested (``q`` = 1).
+
+Rows whose value in the column is missing belong to no group; how many there were is reported
+(``missing``), never hidden.
 
 Example::
 
@@ -30,7 +44,13 @@ import polars as pl
 
 from bailclio import atomic
 from bailclio.errors import UserError
-from bailclio.stats import benjamini_hochberg, composition_test, k_by_2_test, wilson_interval
+from bailclio.stats import (
+    benjamini_hochberg,
+    composition_test,
+    contingency_test,
+    k_by_2_test,
+    wilson_interval,
+)
 from bailclio.taxonomy.model import level_label
 
 if TYPE_CHECKING:
@@ -38,7 +58,8 @@ if TYPE_CHECKING:
 
 ALPHA = 0.05
 MAX_GROUPS = 50  # a column with more distinct values is not a grouping column
-REFERENCES = ("all", "typical")
+REFERENCES = ("typical", "all")
+TESTINGS = ("hierarchical", "flat")
 
 
 @dataclass
@@ -63,6 +84,7 @@ class NodeComparison:
     significant: bool
     test: str  # which test gave p (bailclio.stats.TableTest.method)
     stability: float | None = None
+    tested: bool = True  # False: below a parent where the groups do not differ (hierarchical)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -162,26 +184,54 @@ def compare_groups(
     *,
     alpha: float = ALPHA,
     seed: int = 0,
-    reference: str = "all",
+    reference: str = "typical",
+    testing: str = "hierarchical",
 ) -> CompareResult:
     """Every node at ``level`` (default 0, the top) compared across the groups of column ``by``
-    (see the module docstring). ``seed`` fixes the Monte-Carlo p-values of small many-group tables.
-    ``reference="typical"`` tests each node's mix of groups against the mix in the nodes where the
-    groups do not differ (:func:`typical_reference_tests`) instead of all rows."""
+    (see the module docstring). ``seed`` fixes the Monte-Carlo p-values of small tables.
+    ``reference``: "typical" (default) or "all"; ``testing``: "hierarchical" (default) or "flat"
+    (one Benjamini-Hochberg family per level)."""
     if reference not in REFERENCES:
         raise UserError(f"unknown reference '{reference}' (use one of {', '.join(REFERENCES)})")
+    if testing not in TESTINGS:
+        raise UserError(f"unknown testing '{testing}' (use one of {', '.join(TESTINGS)})")
     depth = run.taxonomy.depth
     level = 0 if level is None else level
     if not 0 <= level < max(depth, 1):
         raise UserError(f"{run.path}: level {level} does not exist (levels 0..{depth - 1})")
     values = group_values(run, by)
     groups = _check_groups(run, by, values)
-    node_of_row = run.level_ids(level)
-    frame = pl.DataFrame(
-        {"node": node_of_row, "group": values}, schema={"node": pl.String, "group": pl.String}
+    missing = sum(v is None for v in values)
+    rows, totals = _level_tests(run, values, groups, level, alpha=alpha, seed=seed, reference=reference)
+    notes = [f"{missing} rows have no value in '{by}' and belong to no group"] if missing else []
+    if reference == "typical":
+        notes.append("each node tested against the mix of groups in the nodes where they do not differ")
+    if testing == "hierarchical" and level > 0:
+        parents, _ = _level_tests(run, values, groups, level - 1, alpha=alpha, seed=seed, reference=reference)
+        opened, total = hierarchical_families(rows, parents, _parent_of(run, level), alpha=alpha, seed=seed)
+        notes.append(
+            f"nodes tested among their siblings under the {opened} of {total} parents (level "
+            f"{level - 1}) where the groups differ; the others' children are not tested (q = 1)"
+        )
+    return CompareResult(
+        by, level, groups, {g: int(totals[g]) for g in groups}, rows, depth, missing, alpha, notes
     )
-    missing = int(frame["group"].null_count())
-    frame = frame.drop_nulls("group")
+
+
+def _level_tests(
+    run: Run,
+    values: list[str | None],
+    groups: list[str],
+    level: int,
+    *,
+    alpha: float,
+    seed: int,
+    reference: str,
+) -> tuple[list[NodeComparison], dict[str, int]]:
+    """Every node of ``level`` with its shares and its test, adjusted as one flat family."""
+    frame = pl.DataFrame(
+        {"node": run.level_ids(level), "group": values}, schema={"node": pl.String, "group": pl.String}
+    ).drop_nulls("group")
     totals = dict(frame.group_by("group").len().iter_rows())
     counts = {(nd, g): int(c) for nd, g, c in frame.group_by("node", "group").len().iter_rows()}
     nodes = sorted(run.taxonomy.level(level), key=lambda n: (-n.size, n.id))
@@ -211,18 +261,60 @@ def compare_groups(
     for row, q in zip(rows, benjamini_hochberg([r.p for r in rows]), strict=True):
         row.q = q
         row.significant = q <= alpha
-    notes = []
     if reference == "typical":
-        rounds = typical_reference_tests(rows, groups, alpha=alpha, seed=seed)
-        notes.append(
-            f"each node tested against the mix of groups in the nodes where they do not differ "
-            f"({rounds} rounds)"
-        )
-    if missing:
-        notes.append(f"{missing} rows have no value in '{by}' and belong to no group")
-    return CompareResult(
-        by, level, groups, {g: int(totals[g]) for g in groups}, rows, depth, missing, alpha, notes
-    )
+        typical_reference_tests(rows, groups, alpha=alpha, seed=seed)
+    return rows, totals
+
+
+def _parent_of(run: Run, level: int) -> dict[str, str]:
+    return dict(zip(run.level_ids(level), run.level_ids(level - 1), strict=True))
+
+
+def hierarchical_families(
+    rows: list[NodeComparison],
+    parents: list[NodeComparison],
+    parent_of: dict[str, str],
+    *,
+    alpha: float = ALPHA,
+    seed: int = 0,
+) -> tuple[int, int]:
+    """Re-adjust ``rows`` (the nodes of one level, already tested) as families of siblings.
+
+    A parent is opened when the groups differ in it: its gate p-value is the Bonferroni
+    combination of the parent's own test (``parents``' ``p``) and a test of how the groups spread
+    over its children (:func:`bailclio.stats.contingency_test` on groups x children, rows inside
+    the parent), so a shift between sibling categories that leaves the parent's total unchanged
+    still opens it; gates are adjusted by Benjamini-Hochberg across all parents. Within each of the
+    R open families of the m parents, the children's p-values are adjusted by Benjamini-Hochberg and
+    compared with ``alpha * R / m`` (reported as ``q`` scaled by m / R, so that ``significant`` is
+    ``q <= alpha``). Children of closed parents get ``q = 1`` and ``tested = False``.
+
+    Why: tested flat, a level of many small nodes spends most of its false-discovery budget on
+    nodes far from any difference; tested where the level above points, the nodes under a
+    changed parent keep their power, while scaling by R / m keeps the expected share of false
+    flags over the opened families at ``alpha`` (Benjamini and Bogomolov, 2014).
+    Returns (R, m)."""
+    families: dict[str, list[NodeComparison]] = {}
+    for row in rows:
+        families.setdefault(parent_of[row.id], []).append(row)
+    groups = list(rows[0].groups) if rows else []
+    gate: dict[str, float] = {}
+    for parent in parents:
+        children = families.get(parent.id, [])
+        spread = contingency_test([[c.groups[g].n for c in children] for g in groups], seed=seed)
+        gate[parent.id] = min(1.0, 2.0 * min(parent.p, spread.p))
+    ids = [p.id for p in parents if p.id in families]
+    opened = {i for i, q in zip(ids, benjamini_hochberg([gate[i] for i in ids]), strict=True) if q <= alpha}
+    scale = len(ids) / len(opened) if opened else 1.0
+    for pid, children in families.items():
+        if pid not in opened:
+            for c in children:
+                c.q, c.significant, c.tested = 1.0, False, False
+            continue
+        for c, q in zip(children, benjamini_hochberg([c.p for c in children]), strict=True):
+            c.q = min(1.0, q * scale)
+            c.significant = c.q <= alpha
+    return len(opened), len(ids)
 
 
 def typical_reference_tests(
@@ -274,11 +366,14 @@ def format_table(result: CompareResult) -> str:
             cells += f"{f'{100 * s.share:.1f}% [{100 * lo:.1f}-{100 * hi:.1f}]':>{col}}"
         mark = "*" if n.significant else " "
         stab = "" if n.stability is None else f"  (stability {n.stability:.2f})"
-        lines.append(f"{n.id:<{width}}  {cells}  {n.q:8.3g}{mark} {n.name}{stab}")
+        q = f"{n.q:8.3g}" if n.tested else f"{'-':>8}"
+        lines.append(f"{n.id:<{width}}  {cells}  {q}{mark} {n.name}{stab}")
+    untested = sum(not n.tested for n in result.nodes)
     lines.append(
-        f"share of each group's rows in the node [95% Wilson interval]; q: p of a chi-square / Fisher "
-        f"test across groups, Benjamini-Hochberg adjusted; * significant at {result.alpha:.0%} "
-        f"({len(result.significant)} of {len(result.nodes)} nodes)"
+        f"share of each group's rows in the node [95% Wilson interval]; q: the node's test across "
+        f"groups, Benjamini-Hochberg adjusted; * significant at {result.alpha:.0%} "
+        f"({len(result.significant)} of {len(result.nodes)} nodes"
+        + (f"; - not tested: {untested} under parents where the groups do not differ)" if untested else ")")
     )
     lines.extend(f"note: {note}" for note in result.notes)
     return "\n".join(lines)

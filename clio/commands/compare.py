@@ -19,9 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "For every node at --level and every group of --by (a column of the run's input, e.g. "
             "model, source, bail_method, refused): the group's rows in the node, their share of the "
-            "group and its 95%% Wilson interval; per node a chi-square test of the groups x in/out "
-            "table (Fisher's exact test when counts are small), p-values adjusted across the "
-            "level's nodes by Benjamini-Hochberg; q <= 0.05 is marked significant."
+            "group and its 95%% Wilson interval, and per node whether the groups differ there: "
+            "p-values adjusted by Benjamini-Hochberg, q <= 0.05 marked significant. Below the top "
+            "level, nodes are tested among their siblings under the parents where the groups "
+            "differ (docs/compare.md)."
         ),
     )
     p.add_argument("rundir")
@@ -29,12 +30,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", type=int, default=0, help="taxonomy level to compare (default 0 = top)")
     p.add_argument(
         "--reference",
-        choices=("all", "typical"),
-        default="all",
+        choices=("typical", "all"),
+        default="typical",
         help=(
-            "all: test each node's groups x in/out table (default); typical: test each node's mix "
-            "of groups against the mix in the nodes where the groups do not differ (a category one "
-            "group alone has then does not flag every other node through dilution)"
+            "typical (default): test each node's mix of groups against the mix in the nodes where "
+            "the groups do not differ (a category one group alone has then does not flag every "
+            "other node through dilution); all: test each node's groups x in/out table"
+        ),
+    )
+    p.add_argument(
+        "--testing",
+        choices=("hierarchical", "flat"),
+        default="hierarchical",
+        help=(
+            "hierarchical (default): below the top, nodes are tested among their siblings under "
+            "the parents where the groups differ; flat: the level's nodes as one family"
         ),
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -53,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     run = load_run(args.rundir, curated=not args.raw)
     if args.plot:  # checked before any work: never an input run's own file, a device or a link's
         check_output_file(args.plot, inputs=[run.path])
-    result = compare_groups(run, args.by, args.level, reference=args.reference)
+    result = compare_groups(run, args.by, args.level, reference=args.reference, testing=args.testing)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()

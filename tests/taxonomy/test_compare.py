@@ -18,8 +18,8 @@ import pytest
 from bailclio.cli import main
 from bailclio.errors import UserError
 from bailclio.rundir import CONVERSATIONS, load_run
-from bailclio.stats import benjamini_hochberg, composition_test, k_by_2_test
-from bailclio.taxonomy.compare import compare_groups
+from bailclio.stats import benjamini_hochberg, composition_test, contingency_test, k_by_2_test
+from bailclio.taxonomy.compare import GroupShare, NodeComparison, compare_groups, hierarchical_families
 
 PLANTED = "Physical Harm"
 
@@ -87,8 +87,9 @@ def test_a_category_made_of_one_group_is_the_most_significant_top_node(planted):
 
 def test_against_the_typical_mix_only_the_planted_category_differs(planted, capsys):
     run = load_run(planted)
-    everything = compare_groups(run, "model", level=0)
+    everything = compare_groups(run, "model", level=0, reference="all")
     typical = compare_groups(run, "model", level=0, reference="typical")
+    assert [n.id for n in compare_groups(run, "model", level=0).significant] == [planted_top(run)]
     # the other categories are half A, half B: B's extra category dilutes its share of them
     assert len(everything.significant) > 1
     assert [n.id for n in typical.significant] == [planted_top(run)]
@@ -148,6 +149,73 @@ def test_more_than_two_groups_and_boolean_columns_are_compared(planted, tmp_path
     assert result.groups == ["false", "true"]
     assert result.node(planted_top(run)).groups["false"].n == 0
     assert result.node(planted_top(run)).significant
+
+
+def test_below_the_top_only_the_children_of_a_differing_parent_are_tested(planted, capsys):
+    run = load_run(planted)
+    leaf_level = run.taxonomy.depth - 1
+    top_of = dict(zip(run.level_ids(leaf_level), run.level_ids(0), strict=True))
+    result = compare_groups(run, "model", level=leaf_level)
+    # only the planted category differs at the top: its children are tested, no other node is
+    assert {n.id for n in result.nodes if n.tested} == {
+        n.id for n in result.nodes if top_of[n.id] == planted_top(run)
+    }
+    assert all(n.q == 1.0 and not n.significant for n in result.nodes if not n.tested)
+    assert any("parents" in note for note in result.notes)
+    flat = compare_groups(run, "model", level=leaf_level, testing="flat")
+    assert all(n.tested for n in flat.nodes)
+    assert [n.p for n in flat.nodes] == [n.p for n in result.nodes]
+    assert main(["compare", str(planted), "--by", "model", "--level", str(leaf_level)]) == 0
+    assert "not tested" in capsys.readouterr().out
+    assert main(["compare", str(planted), "--by", "model", "--testing", "flat", "--level", "1"]) == 0
+    assert "not tested" not in capsys.readouterr().out
+
+
+def node(node_id: str, a: int, b: int, total_a: int, total_b: int, p: float) -> NodeComparison:
+    shares = {
+        "A": GroupShare(a, total_a, a / total_a, (0.0, 1.0)),
+        "B": GroupShare(b, total_b, b / total_b, (0.0, 1.0)),
+    }
+    return NodeComparison(node_id, node_id, 1, shares, p, p, False, "given")
+
+
+def test_a_shift_between_siblings_opens_a_parent_whose_total_is_unchanged():
+    # parent P: A's rows all in X, B's all in Y, the same total in P; parent Q: X2, Y2 even
+    kids = [
+        node("X", 40, 0, 80, 80, 1e-9),
+        node("Y", 0, 40, 80, 80, 1e-9),
+        node("X2", 20, 20, 80, 80, 1.0),
+        node("Y2", 20, 20, 80, 80, 1.0),
+    ]
+    parents = [node("P", 40, 40, 80, 80, 1.0), node("Q", 40, 40, 80, 80, 1.0)]
+    parent_of = {"X": "P", "Y": "P", "X2": "Q", "Y2": "Q"}
+    opened, total = hierarchical_families(kids, parents, parent_of)
+    assert (opened, total) == (1, 2)
+    assert [k.significant for k in kids] == [True, True, False, False]
+    assert [k.tested for k in kids] == [True, True, False, False]
+
+
+def test_open_families_are_held_to_alpha_times_the_share_of_parents_opened():
+    # ten parents, one differs; its child's p of 0.01 would pass 0.05 alone, not at 0.05 / 10
+    parents = [node("P0", 30, 0, 300, 300, 1e-12)] + [
+        node(f"P{i}", 30, 30, 300, 300, 1.0) for i in range(1, 10)
+    ]
+    kids = [
+        node(f"K{i}", 30 if i else 15, 30 if i else 0, 300, 300, 0.01 if i == 0 else 1.0) for i in range(10)
+    ]
+    kids.append(node("K0b", 15, 0, 300, 300, 1e-8))
+    parent_of = {f"K{i}": f"P{i}" for i in range(10)} | {"K0b": "P0"}
+    assert hierarchical_families(kids, parents, parent_of) == (1, 10)
+    assert kids[-1].significant and kids[-1].q == pytest.approx(min(1.0, 2e-8 * 10))
+    assert not kids[0].significant and kids[0].q == pytest.approx(0.1)
+
+
+def test_contingency_test_finds_a_different_spread_over_columns():
+    assert contingency_test([[30, 5, 5], [5, 5, 30]]).p < 1e-6
+    assert contingency_test([[10, 10, 10], [11, 9, 10]]).p > 0.5
+    assert contingency_test([[3, 0, 0], [0, 0, 0]]).method == "none"
+    with pytest.raises(ValueError):
+        contingency_test([[-1, 2], [3, 4]])
 
 
 def test_json_has_exactly_the_documented_fields(planted, capsys, tmp_path):
