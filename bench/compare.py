@@ -2,13 +2,14 @@
 
 Sections (``--section``, default all of this file's):
 
-* ``planted``: one BailBench taxonomy; a column ``model`` where every row of one BailBench category
-  is model B and the other rows are split between A and B at random. ``compare --by model``
-  should find the nodes made of that category (>= 80% of their rows from it) significant and at
-  most one node without it (< 10% of its rows from it). Nodes that mix it with others (10-80%)
-  truly differ between A and B and are counted apart. A node of a handful of rows cannot reach
-  significance whatever its make-up, so nodes made of the category are also counted among those
-  of >= 15 rows. Repeated for each category with >= 60 rows, at the top and leaf levels.
+* ``planted``: one taxonomy (BailBench seed 0; CLINC150 seed 0); a column ``model`` where every
+  row of one category (BailBench category, CLINC150 domain) is model B and the other rows are split
+  between A and B at random. ``compare --by model`` should find the nodes made of that category
+  (>= 80% of their rows from it, >= 15 rows: a node of a handful of rows cannot reach
+  significance whatever its make-up) significant and at most one node without it (< 10% of its
+  rows from it). Nodes that mix it with others (10-80%) truly differ and are not counted.
+  Repeated for each category with >= 60 rows, ``--draws`` random splits each, at the top and
+  leaf levels, for the default test (typical reference, hierarchical families) and the flat ones.
 * ``stability-cost``: the warm BailBench run (``pipeline.run``, embeddings cached) with the default
   stability refits and with ``stability_refits = 0``, alternated, median of ``--repeats``; the
   ratio must stay within 1.5.
@@ -27,7 +28,7 @@ Sections (``--section``, default all of this file's):
   kept under ``--cache`` (default /tmp/bailclio-compare/runs).
 
 Usage: python bench/compare.py [--section planted|stability-cost|calibration|diff-seeds|diff-planted]
-[--repeats 3] [--cache DIR]
+[--repeats 3] [--draws 4] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ REAPPEAR = 0.5  # best-match Jaccard at which a node counts as found again
 BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 1.01))
 
 
-def build(out: Path, *, seed: int = 0, refits: int | None = None):
-    """A real run of BailBench into ``out`` (the ``bailclio run`` path), its wall time."""
+def build(out: Path, *, seed: int = 0, refits: int | None = None, source: Path = BAILBENCH):
+    """A real run of ``source`` (BailBench) into ``out`` (the ``bailclio run`` path), its wall time."""
     from bailclio.config import Config
     from bailclio.pipeline import run
 
@@ -62,7 +63,7 @@ def build(out: Path, *, seed: int = 0, refits: int | None = None):
     if refits is not None:
         cfg.cluster.stability_refits = refits
     t0 = time.perf_counter()
-    result = run(BAILBENCH, out, cfg, force=True, progress=False)
+    result = run(source, out, cfg, force=True, progress=False)
     return result, time.perf_counter() - t0
 
 
@@ -82,63 +83,69 @@ def best_jaccard(a: set[str], others: list[set[str]]) -> float:
 MADE_OF = 0.8  # a node whose rows are at least this share from the planted category is made of it
 WITHOUT = 0.1  # a node with less than this share from it is a node without it
 DETECTABLE = 15  # rows a node made of the category needs before a test can flag it reliably
+# (reference, testing): the default first
+VARIANTS = (("typical", "hierarchical"), ("typical", "flat"), ("all", "flat"))
+PLANTED_SETS = (("bailbench", "category", 60), ("clinc150", "domain", 60))
 
 
-def planted(work: Path) -> None:
-    from bailclio.rundir import CONVERSATIONS, load_run
+def planted_case(
+    run, conv, column: str, cat: str, level: int, draw: int, variant
+) -> tuple[bool, int, int, int]:
+    """One planted case: (floor held, made-of nodes found, made-of nodes, nodes without it flagged)."""
     from bailclio.taxonomy.compare import compare_groups
 
-    base = work / "seed0"
-    if not (base / "manifest.json").exists():
-        build(base)
-    run = load_run(base)
-    conv = pl.read_parquet(base / CONVERSATIONS)
-    cats = conv["category"].value_counts().filter(pl.col("count") >= 60)["category"].to_list()
+    coin = np.random.default_rng(draw).random(conv.height) < 0.5
+    is_cat = (conv[column] == cat).to_list()
+    run.conversations = conv.with_columns(
+        pl.Series("model", ["B" if c else ("A" if h else "B") for c, h in zip(is_cat, coin, strict=True)])
+    )
+    of_row = dict(zip(conv["conversation_id"], is_cat, strict=True))
+    reference, testing = variant
+    result = compare_groups(run, "model", level=level, reference=reference, testing=testing)
+    frac: dict[str, list[bool]] = {}
+    for cid, node in zip(run.assignments["conversation_id"], run.level_ids(level), strict=True):
+        frac.setdefault(node, []).append(of_row[cid])
+    share = {n: sum(v) / len(v) for n, v in frac.items()}
+    big = [n for n in result.nodes if share.get(n.id, 0) >= MADE_OF and len(frac[n.id]) >= DETECTABLE]
+    false = sum(n.significant for n in result.nodes if share.get(n.id, 0) < WITHOUT)
+    found = sum(n.significant for n in big)
+    return found == len(big) and false <= 1, found, len(big), false
+
+
+def planted(work: Path, draws: int) -> None:
+    from bailclio.rundir import CONVERSATIONS, load_run
+
     print("\n== planted: one category's rows all model B, the rest split A/B at random ==")
     print(
-        f"nodes made of it: >= {MADE_OF:.0%} of their rows from it (found: significant; of those with "
-        f">= {DETECTABLE} rows); without it: < {WITHOUT:.0%}; mixed nodes are neither"
+        f"per (category, level, random split): the floor holds when every node made of the category "
+        f"(>= {MADE_OF:.0%} of its rows, >= {DETECTABLE} rows) is significant and at most one node "
+        f"without it (< {WITHOUT:.0%}) is; {draws} random splits per category with >= 60 rows"
     )
-    head = f"{'category':<28}{'ref':>8}{'level':>6}{'made of':>9}{'found':>7}{'>=15 found':>12}"
-    print(head + f"{'mixed flagged':>15}{'without flagged':>17}  floor")
-    held = {"all": 0, "typical": 0}
-    total = {"all": 0, "typical": 0}
-    rng = np.random.default_rng(7)
-    for cat in sorted(cats):
-        coin = rng.random(conv.height) < 0.5
-        is_cat = (conv["category"] == cat).to_list()
-        model = ["B" if c else ("A" if h else "B") for c, h in zip(is_cat, coin, strict=True)]
-        run.conversations = conv.with_columns(pl.Series("model", model))
-        of_row = dict(zip(conv["conversation_id"], is_cat, strict=True))
-        for level, reference in [
-            (lv, ref) for lv in (0, run.taxonomy.depth - 1) for ref in ("all", "typical")
-        ]:
-            result = compare_groups(run, "model", level=level, reference=reference)
-            frac: dict[str, list[bool]] = {}
-            for cid, node in zip(run.assignments["conversation_id"], run.level_ids(level), strict=True):
-                frac.setdefault(node, []).append(of_row[cid])
-            share = {n: sum(v) / len(v) for n, v in frac.items()}
-            made = [n for n in result.nodes if share.get(n.id, 0) >= MADE_OF]
-            big = [n for n in made if len(frac[n.id]) >= DETECTABLE]
-            without = [n for n in result.nodes if share.get(n.id, 0) < WITHOUT]
-            mixed = [n for n in result.nodes if WITHOUT <= share.get(n.id, 0) < MADE_OF]
-            found = sum(n.significant for n in made)
-            found_big = sum(n.significant for n in big)
-            false = sum(n.significant for n in without)
-            ok = found_big == len(big) and false <= 1
-            held[reference] += ok
-            total[reference] += 1
-            mixed_flagged = f"{sum(n.significant for n in mixed)}/{len(mixed)}"
-            print(
-                f"{cat[:27]:<28}{reference:>8}{level:>6}{len(made):>9}{found:>7}{f'{found_big}/{len(big)}':>12}"
-                f"{mixed_flagged:>15}{false:>17}  {'ok' if ok else 'MISSED'}"
-            )
-    for reference in held:
-        print(
-            f"floor (every node made of it with >= {DETECTABLE} rows significant, at most one without "
-            f"it) held in {held[reference]} of {total[reference]} (category, level) cases, "
-            f"reference {reference}"
-        )
+    print(
+        f"{'data':<11}{'reference':>10}{'testing':>14}{'level':>7}{'floor held':>12}"
+        f"{'made-of found':>15}{'>1 false':>10}"
+    )
+    for name, column, min_rows in PLANTED_SETS:
+        base = work / f"planted-{name}"
+        if not (base / "manifest.json").exists():
+            build(base, source=INPUTS[name])
+        run = load_run(base)
+        conv = pl.read_parquet(base / CONVERSATIONS)
+        cats = sorted(conv[column].value_counts().filter(pl.col("count") >= min_rows)[column].to_list())
+        for variant in VARIANTS:
+            for level in (0, run.taxonomy.depth - 1):
+                cases = [
+                    planted_case(run, conv, column, cat, level, draw, variant)
+                    for cat in cats
+                    for draw in range(draws)
+                ]
+                held = sum(c[0] for c in cases)
+                found, made = sum(c[1] for c in cases), sum(c[2] for c in cases)
+                over = sum(c[3] > 1 for c in cases)
+                print(
+                    f"{name:<11}{variant[0]:>10}{variant[1]:>14}{level:>7}"
+                    f"{f'{held}/{len(cases)}':>12}{f'{found}/{made}':>15}{f'{over}/{len(cases)}':>10}"
+                )
 
 
 # ----------------------------------------------------------------------------- stability cost
@@ -350,6 +357,7 @@ def main() -> None:
     choices = ("planted", "stability-cost", "calibration", "diff-seeds", "diff-planted", "diff-build")
     ap.add_argument("--section", choices=choices, action="append")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--draws", type=int, default=4, help="random A/B splits per planted category")
     ap.add_argument("--seeds", default="1", help="other seeds for calibration, comma-separated")
     ap.add_argument("--work", help="folder for the runs (default: a temporary one)")
     ap.add_argument("--cache", type=Path, default=DIFF_CACHE, help="folder of the diff sections' runs (kept)")
@@ -375,7 +383,7 @@ def main() -> None:
         if "calibration" in sections:
             calibration(work, [int(s) for s in args.seeds.split(",")])
         if "planted" in sections:
-            planted(work)
+            planted(work, args.draws)
     if "diff-seeds" in sections:
         diff_seeds(args.cache)
     if "diff-planted" in sections:
