@@ -16,8 +16,9 @@ groups differ in this node":
 
 * At the top level, and with ``testing="flat"`` at any level, by Benjamini-Hochberg across the
   level's nodes.
-* Below the top with ``testing="hierarchical"`` (default), nodes are tested as families of
-  siblings (:func:`hierarchical_families`): a parent's family is opened only where the groups
+* Below the top with ``testing="hierarchical"`` (default), nodes are tested (with the typical
+  reference: against the level above's typical mix) as families of siblings
+  (:func:`hierarchical_families`): a parent's family is opened only where the groups
   differ in the parent (its own test, or how the groups spread over its children), and each open
   family is adjusted by Benjamini-Hochberg at 0.05 x (open parents / parents) (Benjamini and
   Bogomolov's selective inference on families). Children of a parent that is not opened are not
@@ -202,12 +203,22 @@ def compare_groups(
     values = group_values(run, by)
     groups = _check_groups(run, by, values)
     missing = sum(v is None for v in values)
-    rows, totals = _level_tests(run, values, groups, level, alpha=alpha, seed=seed, reference=reference)
+    rows, _ = _level_tests(run, values, groups, level, alpha=alpha, seed=seed, reference=reference)
+    totals = {g: rows[0].groups[g].total for g in groups}
     notes = [f"{missing} rows have no value in '{by}' and belong to no group"] if missing else []
     if reference == "typical":
         notes.append("each node tested against the mix of groups in the nodes where they do not differ")
     if testing == "hierarchical" and level > 0:
-        parents, _ = _level_tests(run, values, groups, level - 1, alpha=alpha, seed=seed, reference=reference)
+        parents, parent_mix = _level_tests(
+            run, values, groups, level - 1, alpha=alpha, seed=seed, reference=reference
+        )
+        if reference == "typical":
+            # the typical mix is the level above's: the rows under the parents where the groups
+            # do not differ (a category spread thin over many small nodes would tilt this
+            # level's own typical mix towards the group that has it)
+            for row in rows:
+                test = composition_test([row.groups[g].n for g in groups], parent_mix, seed=seed)
+                row.p, row.test = test.p, test.method
         opened, total = hierarchical_families(rows, parents, _parent_of(run, level), alpha=alpha, seed=seed)
         notes.append(
             f"nodes tested among their siblings under the {opened} of {total} parents (level "
@@ -227,8 +238,9 @@ def _level_tests(
     alpha: float,
     seed: int,
     reference: str,
-) -> tuple[list[NodeComparison], dict[str, int]]:
-    """Every node of ``level`` with its shares and its test, adjusted as one flat family."""
+) -> tuple[list[NodeComparison], list[int]]:
+    """Every node of ``level`` with its shares and its test, adjusted as one flat family, and
+    the mix of groups it was tested against (rows per group: all rows, or the typical nodes')."""
     frame = pl.DataFrame(
         {"node": run.level_ids(level), "group": values}, schema={"node": pl.String, "group": pl.String}
     ).drop_nulls("group")
@@ -261,9 +273,10 @@ def _level_tests(
     for row, q in zip(rows, benjamini_hochberg([r.p for r in rows]), strict=True):
         row.q = q
         row.significant = q <= alpha
+    mix = [int(totals[g]) for g in groups]
     if reference == "typical":
-        typical_reference_tests(rows, groups, alpha=alpha, seed=seed)
-    return rows, totals
+        _, mix = typical_reference_tests(rows, groups, alpha=alpha, seed=seed)
+    return rows, mix
 
 
 def _parent_of(run: Run, level: int) -> dict[str, str]:
@@ -319,12 +332,13 @@ def hierarchical_families(
 
 def typical_reference_tests(
     rows: list[NodeComparison], groups: list[str], *, alpha: float = ALPHA, seed: int = 0
-) -> int:
+) -> tuple[int, list[int]]:
     """Test every node's mix of groups (its rows per group) against the mix in the nodes where
     the groups do not differ, found one node at a time: the most significant node not yet set
     apart is set apart and the reference mix recomputed without it, until no other node departs
     from the reference (Benjamini-Hochberg across all nodes each round). ``p``, ``q``,
-    ``significant`` and ``test`` of ``rows`` are replaced by the last round's. Returns the rounds.
+    ``significant`` and ``test`` of ``rows`` are replaced by the last round's. Returns the rounds
+    and the reference mix (rows per group in the nodes not set apart).
 
     Why: shares are of each group's own rows, so a category that one group has and another
     lacks lowers that group's share of every other node a little (its rows are spread over more
@@ -342,7 +356,7 @@ def typical_reference_tests(
             row.p, row.q, row.test, row.significant = test.p, q, test.method, q <= alpha
         departing = [r for r in typical if r.significant]
         if not departing or len(typical) <= 2:  # the reference needs nodes to stand on
-            return rounds
+            return rounds, mix
         apart.add(min(departing, key=lambda r: (r.p, r.q, r.id)).id)
 
 

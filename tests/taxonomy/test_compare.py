@@ -164,7 +164,7 @@ def test_below_the_top_only_the_children_of_a_differing_parent_are_tested(plante
     assert any("parents" in note for note in result.notes)
     flat = compare_groups(run, "model", level=leaf_level, testing="flat")
     assert all(n.tested for n in flat.nodes)
-    assert [n.p for n in flat.nodes] == [n.p for n in result.nodes]
+    assert [n.groups for n in flat.nodes] == [n.groups for n in result.nodes]
     assert main(["compare", str(planted), "--by", "model", "--level", str(leaf_level)]) == 0
     assert "not tested" in capsys.readouterr().out
     assert main(["compare", str(planted), "--by", "model", "--testing", "flat", "--level", "1"]) == 0
