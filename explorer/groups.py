@@ -43,11 +43,12 @@ def unstable(stability: float | None) -> bool:
 
 
 def group_table(result: CompareResult) -> pl.DataFrame:
-    """One row per node: significant, q, stability, then each group's share and interval (text)."""
+    """One row per node: significant ("yes", or "not tested" under a parent where the groups do
+    not differ), q, stability, then each group's share and interval (text)."""
     rows = []
     for n in result.nodes:
         row: dict[str, object] = {
-            "significant": "yes" if n.significant else "",
+            "significant": "yes" if n.significant else ("" if n.tested else "not tested"),
             "node": n.name,
             "id": n.id,
             "q": n.q,

@@ -415,6 +415,13 @@ def test_groups_view_shows_each_nodes_share_per_group_with_intervals(run_dir: Pa
     assert len(spec["data"]) == len(result.groups)
     for trace in spec["data"]:
         assert trace["error_x"]["array"] and trace["error_x"]["arrayminus"]
+    leaf_level = run.taxonomy.depth - 1
+    at.selectbox(key="grp_level").set_value(leaf_level).run()
+    table = next(d.value for d in at.dataframe if "significant" in d.value.columns)
+    leaves = compare_groups(run, "category", leaf_level)
+    marks = list(table["significant"])
+    assert marks.count("yes") == len(leaves.significant)
+    assert marks.count("not tested") == sum(not n.tested for n in leaves.nodes)
 
 
 def _curate_app(run_dir: Path, node_id: str) -> AppTest:
