@@ -40,6 +40,8 @@ COLUMNS = (
     "rate",
     "ci_low",
     "ci_high",
+    "q",
+    "models_differ",
 )
 REFUSAL_MEASURES = ("refusal", "no_refusal_bail", "refusal_without_bail")
 CELLS = (
@@ -103,6 +105,8 @@ def _row(section: str, source: str, model: str, method: str, order: str, measure
         "rate": (count / n) if n else None,
         "ci_low": lo,
         "ci_high": hi,
+        "q": kw.get("q"),
+        "models_differ": kw.get("models_differ"),
     }
 
 
@@ -157,6 +161,7 @@ def category_rows(run_path: str | Path) -> list[dict[str, Any]]:
         }
     ).join(run.assignments.select("conversation_id", "top_id"), on="conversation_id", how="inner")
     names = {n.id: n.name for n in run.taxonomy.roots}
+    tested = _models_differ(run) if models is not None else {}
     rows = []
     for (model,), group in frame.group_by(["model"], maintain_order=True):
         n = group.height
@@ -174,9 +179,21 @@ def category_rows(run_path: str | Path) -> list[dict[str, Any]]:
                     n=n,
                     count=by_id.get(node_id, 0),
                     category=name,
+                    **tested.get(node_id, {}),
                 )
             )
     return rows
+
+
+def _models_differ(run: rundir.Run) -> dict[str, dict[str, Any]]:
+    """Per top node, whether the models differ there: ``bailclio compare RUN --by model``'s own
+    test (q, significant); empty when the run has fewer than two models."""
+    from bailclio.taxonomy.compare import compare_groups
+
+    if run.conversations["model"].drop_nulls().n_unique() < 2:
+        return {}
+    result = compare_groups(run, "model", level=0)
+    return {n.id: {"q": n.q, "models_differ": n.significant} for n in result.nodes}
 
 
 def collect(detect_dirs: list[str | Path], run: str | Path | None = None) -> pl.DataFrame:
@@ -188,7 +205,15 @@ def collect(detect_dirs: list[str | Path], run: str | Path | None = None) -> pl.
     return pl.DataFrame(rows, schema={c: _DTYPES.get(c, pl.String) for c in COLUMNS}, orient="row")
 
 
-_DTYPES = {"n": pl.Int64, "count": pl.Int64, "rate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
+_DTYPES = {
+    "n": pl.Int64,
+    "count": pl.Int64,
+    "rate": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "q": pl.Float64,
+    "models_differ": pl.Boolean,
+}
 
 
 def input_files(detect_dirs: list[str | Path], run: str | Path | None) -> list[Path]:

@@ -129,11 +129,23 @@ def categories_section(numbers: pl.DataFrame) -> str:
         cats, "category", "Top categories", "share of the model's bails (95% Wilson interval)"
     )
     parts.append(figure(uri, "category shares"))
-    rows = [
-        [r["model"], r["category"], f"{r['count']}/{r['n']}", pct(r["rate"]), interval(r)]
-        for r in cats.iter_rows(named=True)
-    ]
-    parts.append(table(["model", "category", "count/n", "share", "95% CI"], rows, {2, 3, 4}))
+    headers = ["model", "category", "count/n", "share", "95% CI"]
+    tested = cats["q"].drop_nulls().len() > 0
+    rows = []
+    for r in cats.iter_rows(named=True):
+        row = [r["model"], r["category"], f"{r['count']}/{r['n']}", pct(r["rate"]), interval(r)]
+        if tested:
+            differ = r["models_differ"]
+            row.append("" if differ is None else f"{'yes' if differ else 'no'} (q {r['q']:.3g})")
+        rows.append(row)
+    if tested:
+        headers.append("models differ")
+        parts.append(
+            "<p>Models differ in a category when its mix of models departs from the mix in the "
+            "categories where they do not (Benjamini-Hochberg q &le; 0.05): the test of "
+            "<code>bailclio compare RUN --by model</code>.</p>"
+        )
+    parts.append(table(headers, rows, {2, 3, 4}))
     return "\n".join(parts)
 
 

@@ -113,7 +113,17 @@ def test_with_a_run_each_model_gets_its_category_shares(
             row = got.filter(pl.col("category") == name).row(0, named=True)
             assert row["count"] == mine.filter(pl.col("top_id") == node_id).height
             assert row["ci_low"] <= row["rate"] <= row["ci_high"]
-    assert "Share of each top category per model" in out.read_text(encoding="utf-8")
+    # whether the models differ in each category is compare's own test, on every model's row
+    from bailclio.rundir import load_run
+    from bailclio.taxonomy.compare import compare_groups
+
+    result = compare_groups(load_run(run), "model", level=0)
+    for node in result.nodes:
+        rows = cats.filter(pl.col("category") == names[node.id])
+        assert rows["models_differ"].to_list() == [node.significant] * rows.height
+        assert rows["q"].to_list() == pytest.approx([node.q] * rows.height)
+    page = out.read_text(encoding="utf-8")
+    assert "Share of each top category per model" in page and "models differ" in page
 
 
 def test_outputs_never_replace_an_input_or_a_non_file_and_links_are_written_through(
