@@ -2,14 +2,15 @@
 
 Sections (``--section``, default all of this file's):
 
-* ``planted``: one taxonomy (BailBench seed 0; CLINC150 seed 0); a column ``model`` where every
-  row of one category (BailBench category, CLINC150 domain) is model B and the other rows are split
-  between A and B at random. ``compare --by model`` should find the nodes made of that category
-  (>= 80% of their rows from it, >= 15 rows: a node of a handful of rows cannot reach
-  significance whatever its make-up) significant and at most one node without it (< 10% of its
-  rows from it). Nodes that mix it with others (10-80%) truly differ and are not counted.
-  Repeated for each category with >= 60 rows, ``--draws`` random splits each, at the top and
-  leaf levels, for the default test (typical reference, hierarchical families) and the flat ones.
+* ``planted``: one taxonomy per data set (seed 0); a column ``model`` where every row of one
+  category (BailBench category, CLINC150 domain, WildChat-1880 topic, Banking77 intent: the
+  first 10 by name) is model B and the other rows are split between A and B at random.
+  ``compare --by model`` should find the nodes made of that category (>= 80% of their rows from
+  it, >= 15 rows: a node of a handful of rows cannot reach significance whatever its make-up)
+  significant and at most one node without it (< 10% of its rows from it). Nodes that mix it
+  with others (10-80%) truly differ and are not counted. Repeated for each category with >= 60
+  rows (Banking77: 40), ``--draws`` random splits each, at the top and leaf levels, for the
+  default test (typical reference, hierarchical families) and the flat ones.
 * ``stability-cost``: the warm BailBench run (``pipeline.run``, embeddings cached) with the default
   stability refits and with ``stability_refits = 0``, alternated, median of ``--repeats``; the
   ratio must stay within 1.5.
@@ -85,7 +86,13 @@ WITHOUT = 0.1  # a node with less than this share from it is a node without it
 DETECTABLE = 15  # rows a node made of the category needs before a test can flag it reliably
 # (reference, testing): the default first
 VARIANTS = (("typical", "hierarchical"), ("typical", "flat"), ("all", "flat"))
-PLANTED_SETS = (("bailbench", "category", 60), ("clinc150", "domain", 60))
+# (data set, the column whose values are the categories, rows a category needs, categories at most)
+PLANTED_SETS = (
+    ("bailbench", "category", 60, 99),
+    ("clinc150", "domain", 60, 99),
+    ("wildchat", "topic", 60, 99),
+    ("banking77", "category", 40, 10),  # 77 intents of 40 rows: the first 10 by name
+)
 
 
 def planted_case(
@@ -95,7 +102,7 @@ def planted_case(
     from bailclio.taxonomy.compare import compare_groups
 
     coin = np.random.default_rng(draw).random(conv.height) < 0.5
-    is_cat = (conv[column] == cat).to_list()
+    is_cat = (conv[column] == cat).fill_null(False).to_list()
     run.conversations = conv.with_columns(
         pl.Series("model", ["B" if c else ("A" if h else "B") for c, h in zip(is_cat, coin, strict=True)])
     )
@@ -125,13 +132,14 @@ def planted(work: Path, draws: int) -> None:
         f"{'data':<11}{'reference':>10}{'testing':>14}{'level':>7}{'floor held':>12}"
         f"{'made-of found':>15}{'>1 false':>10}"
     )
-    for name, column, min_rows in PLANTED_SETS:
+    for name, column, min_rows, most in PLANTED_SETS:
         base = work / f"planted-{name}"
         if not (base / "manifest.json").exists():
             build(base, source=INPUTS[name])
         run = load_run(base)
         conv = pl.read_parquet(base / CONVERSATIONS)
-        cats = sorted(conv[column].value_counts().filter(pl.col("count") >= min_rows)[column].to_list())
+        counts = conv[column].drop_nulls().value_counts()
+        cats = sorted(counts.filter(pl.col("count") >= min_rows)[column].to_list())[:most]
         for variant in VARIANTS:
             for level in (0, run.taxonomy.depth - 1):
                 cases = [
@@ -233,6 +241,7 @@ INPUTS = {
     "bailbench": DATA / "bailbench.csv",
     "wildchat": DATA / "wildchat_1880.jsonl",
     "clinc150": DATA / "clinc150.csv",
+    "banking77": DATA / "banking77.csv",
 }
 LOSS = "Economic Harm"
 GAIN = "Disinformation"
