@@ -203,12 +203,16 @@ def compare_groups(
     values = group_values(run, by)
     groups = _check_groups(run, by, values)
     missing = sum(v is None for v in values)
-    rows, _ = _level_tests(run, values, groups, level, alpha=alpha, seed=seed, reference=reference)
+    hierarchical = testing == "hierarchical" and level > 0
+    # hierarchical: this level's nodes are tested against the level above's typical mix (below),
+    # so the level's own typical rounds would be work thrown away
+    own = "all" if hierarchical else reference
+    rows, _ = _level_tests(run, values, groups, level, alpha=alpha, seed=seed, reference=own)
     totals = {g: rows[0].groups[g].total for g in groups}
     notes = [f"{missing} rows have no value in '{by}' and belong to no group"] if missing else []
     if reference == "typical":
         notes.append("each node tested against the mix of groups in the nodes where they do not differ")
-    if testing == "hierarchical" and level > 0:
+    if hierarchical:
         parents, parent_mix = _level_tests(
             run, values, groups, level - 1, alpha=alpha, seed=seed, reference=reference
         )
